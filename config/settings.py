@@ -1,0 +1,195 @@
+"""Settings for the image search service, read from the environment.
+
+With no environment at all this is the embedded single-machine mode: SQLite,
+an embedded Chroma directory and tasks run in-process. Setting REDIS_URL,
+DATABASE_URL and CHROMA_URL gives the full stack (web + Celery workers + a
+Chroma server). DJANGO_ENV=production turns on the strict settings and makes
+missing secrets a crash.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import (
+    database_from_url,
+    env_bool,
+    env_int,
+    env_list,
+    env_path,
+    env_required,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = env_path("DATA_DIR", BASE_DIR / "var")
+
+DJANGO_ENV = env_str("DJANGO_ENV", "development")
+if DJANGO_ENV not in {"development", "production"}:
+    raise ImproperlyConfigured(f"DJANGO_ENV={DJANGO_ENV!r}; use 'development' or 'production'.")
+PRODUCTION = DJANGO_ENV == "production"
+
+if PRODUCTION:
+    SECRET_KEY = env_required("DJANGO_SECRET_KEY")
+    ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", [])
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set in production.")
+else:
+    SECRET_KEY = env_str("DJANGO_SECRET_KEY", "django-insecure-development-only-key-do-not-use-in-production")
+    ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "tenants",
+    "ingestion",
+    "search",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "search.context_processors.embedding_model",
+                "tenants.context_processors.memberships",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": database_from_url(env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"))}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "tenants:home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env_path("STATIC_ROOT", DATA_DIR / "static")
+# Media is never served as static files: every image goes through a view that checks the tenant.
+MEDIA_ROOT = env_path("MEDIA_ROOT", DATA_DIR / "media")
+MEDIA_URL = "/media-not-served/"
+
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Celery -----------------------------------------------------------------------------------
+# Without a broker the tasks run in-process, right after the upload's transaction commits.
+CELERY_TASK_ALWAYS_EAGER = env_bool("TASKS_IN_PROCESS", not REDIS_URL)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stale-pending-images": {
+        "task": "ingestion.tasks.requeue_stale_assets",
+        "schedule": env_int("STALE_SWEEP_SECONDS", 300, minimum=10),
+    },
+}
+
+# --- Chroma -----------------------------------------------------------------------------------
+# CHROMA_URL (a `chroma run` server) is required whenever web and workers are separate processes;
+# the embedded directory serves the single-process default only.
+CHROMA_URL = env_str("CHROMA_URL")
+CHROMA_PATH = env_path("CHROMA_PATH", DATA_DIR / "chroma")
+if CHROMA_URL == "" and not CELERY_TASK_ALWAYS_EAGER:
+    raise ImproperlyConfigured(
+        "Workers run in separate processes (REDIS_URL is set), but Chroma is embedded: the embedded "
+        "client is not safe for several processes. Run `chroma run --path DIR --port 8000` and set "
+        "CHROMA_URL=http://localhost:8000."
+    )
+
+# --- Embedding model --------------------------------------------------------------------------
+CLIP_MODEL = env_str("CLIP_MODEL", "ViT-B-32")
+# A pretrained tag known to open_clip (downloaded on first use), a path to a local checkpoint file,
+# or "random" for untrained weights (every page then says results are meaningless).
+CLIP_PRETRAINED = env_str("CLIP_PRETRAINED", "laion2b_s34b_b79k")
+CLIP_DEVICE = env_str("CLIP_DEVICE", "auto")
+CLIP_RANDOM_SEED = env_int("CLIP_RANDOM_SEED", 0)
+EMBED_BATCH_SIZE = env_int("EMBED_BATCH_SIZE", 32, minimum=1)
+EMBED_MAX_ATTEMPTS = env_int("EMBED_MAX_ATTEMPTS", 5, minimum=1)
+# Images stuck in "pending" longer than this are queued again by the periodic sweep.
+EMBED_STALE_AFTER_SECONDS = env_int("EMBED_STALE_AFTER_SECONDS", 600, minimum=10)
+
+# --- Uploads ----------------------------------------------------------------------------------
+UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 30 * 1024 * 1024, minimum=1024)
+UPLOAD_MAX_PIXELS = env_int("UPLOAD_MAX_PIXELS", 100_000_000, minimum=1)
+UPLOAD_MAX_FILES = env_int("UPLOAD_MAX_FILES", 200, minimum=1)
+TENANT_DEFAULT_QUOTA_BYTES = env_int("TENANT_DEFAULT_QUOTA_BYTES", 10 * 1024**3, minimum=0)
+THUMBNAIL_SIZE = env_int("THUMBNAIL_SIZE", 512, minimum=64)
+DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
+# Files are spooled to disk above this size, so a large upload never sits whole in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"chromadb": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
+}

@@ -1,0 +1,81 @@
+"""Decoding pictures the way a person sees them: upright, in colour, without transparency.
+
+Chroma's `ImageLoader` does `np.array(Image.open(path))`: a palette PNG becomes its index
+plane (colour lost), a CMYK JPEG four channels, EXIF rotation is ignored. Here every image
+becomes an upright 8-bit RGB picture before it is embedded or thumbnailed.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import IO
+
+import numpy as np
+from django.conf import settings
+from PIL import Image, ImageOps
+
+# Signatures of the allowed formats, checked on the bytes themselves, never on the name.
+_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
+    (b"\xff\xd8\xff", 0, "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", 0, "PNG"),
+    (b"GIF87a", 0, "GIF"),
+    (b"GIF89a", 0, "GIF"),
+)
+
+ALLOWED_FORMATS: dict[str, tuple[str, str]] = {
+    "JPEG": ("jpg", "image/jpeg"),
+    "PNG": ("png", "image/png"),
+    "WEBP": ("webp", "image/webp"),
+    "GIF": ("gif", "image/gif"),
+}
+
+WHITE = (255, 255, 255)
+
+
+def sniff_format(head: bytes) -> str | None:
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    for signature, offset, name in _SIGNATURES:
+        if head[offset : offset + len(signature)] == signature:
+            return name
+    return None
+
+
+def open_image(source: str | IO[bytes], *, formats: list[str] | None = None) -> Image.Image:
+    Image.MAX_IMAGE_PIXELS = settings.UPLOAD_MAX_PIXELS
+    return Image.open(source, formats=formats or list(ALLOWED_FORMATS))
+
+
+def to_upright_rgb(image: Image.Image) -> Image.Image:
+    """Applies EXIF orientation, then flattens palette, alpha, CMYK and 16-bit images to 8-bit RGB."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in {"I;16", "I;16B", "I;16L", "I;16N", "I"}:
+        # convert("L") would clip 16-bit values at 255; scale the full range down instead.
+        pixels = np.asarray(image, dtype=np.uint32)
+        image = Image.fromarray((pixels >> 8).clip(0, 255).astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in {"RGBA", "LA", "PA", "RGBa", "La"}:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, WHITE)
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if image.mode != "RGB":
+        return image.convert("RGB")
+    return image
+
+
+def load_rgb(source: str | IO[bytes]) -> Image.Image:
+    with open_image(source) as image:
+        image.load()
+        return to_upright_rgb(image)
+
+
+def make_thumbnail(rgb: Image.Image, *, size: int | None = None) -> bytes:
+    """A JPEG no larger than size x size. It is made from pixels alone, so it carries no EXIF."""
+    edge = size or settings.THUMBNAIL_SIZE
+    thumbnail = rgb.copy()
+    thumbnail.thumbnail((edge, edge), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    thumbnail.save(buffer, format="JPEG", quality=85, optimize=True, progressive=True)
+    return buffer.getvalue()

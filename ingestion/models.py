@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from tenants.models import Tenant
+
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 50
+
+
+def validate_tags(value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
+        raise ValidationError("Tags must be a list of words.")
+    if len(value) > MAX_TAGS:
+        raise ValidationError(f"At most {MAX_TAGS} tags per image.")
+    for tag in value:
+        if not tag or len(tag) > MAX_TAG_LENGTH:
+            raise ValidationError(f"Each tag must have 1 to {MAX_TAG_LENGTH} characters.")
+
+
+class AssetStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROCESSING = "processing", "Processing"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class ImageAssetQuerySet(models.QuerySet["ImageAsset"]):
+    def for_tenant(self, tenant: Tenant) -> ImageAssetQuerySet:
+        return self.filter(tenant=tenant)
+
+
+class ImageAsset(models.Model):
+    """One uploaded picture: the stored original, its thumbnail, metadata and embedding state.
+
+    The id is also the vector id in Chroma.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="images")
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    original_filename = models.CharField(max_length=255, help_text="As the client named it; shown, never used as a path.")
+    file = models.FileField(max_length=300)
+    thumbnail = models.FileField(max_length=300, blank=True)
+    sha256 = models.CharField(max_length=64)
+    image_format = models.CharField(max_length=8)
+    byte_size = models.BigIntegerField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    category = models.CharField(max_length=100, blank=True)
+    source = models.CharField(max_length=100, blank=True)
+    tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
+    status = models.CharField(max_length=16, choices=AssetStatus.choices, default=AssetStatus.PENDING)
+    failure_reason = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    embedded_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ImageAssetQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "sha256"], name="unique_image_per_tenant")]
+        indexes = [
+            models.Index(fields=["tenant", "status"]),
+            models.Index(fields=["tenant", "-created_at"]),
+            models.Index(fields=["status", "updated_at"]),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.original_filename or str(self.id)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in {AssetStatus.READY, AssetStatus.FAILED}

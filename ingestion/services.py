@@ -1,0 +1,326 @@
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import IO
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile, File
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
+
+from ingestion.imaging import load_rgb, make_thumbnail
+from ingestion.models import AssetStatus, ImageAsset
+from ingestion.validation import ValidatedImage, validate_image
+from search import index
+from search.embedding import get_embedder
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+
+class QuotaExceeded(ValidationError):
+    pass
+
+
+@dataclass
+class UploadOutcome:
+    filename: str
+    asset: ImageAsset | None = None
+    error: str | None = None
+    duplicate: bool = False
+
+
+@dataclass
+class EmbedReport:
+    ready: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
+
+
+def display_filename(name: str) -> str:
+    """The client's file name made safe to show: no folders, no control characters, bounded length."""
+    name = unicodedata.normalize("NFC", name.replace("\\", "/").rsplit("/", 1)[-1])
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
+    return name[:255] or "unnamed"
+
+
+def parse_tags(raw: str | Iterable[str]) -> list[str]:
+    """"Dog, beach ,dog" -> ["dog", "beach"]: trimmed, lower-cased, de-duplicated, in order."""
+    items = re.split(r"[,\n]", raw) if isinstance(raw, str) else list(raw)
+    tags: list[str] = []
+    for item in items:
+        tag = " ".join(item.split()).lower()
+        if tag and tag not in tags:
+            tags.append(tag)
+    return tags
+
+
+def tenant_storage_used(tenant: Tenant) -> int:
+    return int(ImageAsset.objects.for_tenant(tenant).aggregate(total=Sum("byte_size"))["total"] or 0)
+
+
+def _check_quota(tenant: Tenant, byte_size: int) -> None:
+    used = tenant_storage_used(tenant)
+    if used + byte_size > tenant.storage_quota_bytes:
+        raise QuotaExceeded(
+            f"Storage quota exceeded: {tenant.name} uses {filesizeformat(used)} of "
+            f"{filesizeformat(tenant.storage_quota_bytes)} and this file needs {filesizeformat(byte_size)} more. "
+            "Ask an operator to raise the quota or delete images.",
+            code="quota",
+        )
+
+
+def _storage_prefix(tenant: Tenant) -> str:
+    return f"tenants/{tenant.vector_uuid}"
+
+
+def asset_create(
+    *,
+    tenant: Tenant,
+    uploaded_by: AbstractBaseUser | None,
+    file: IO[bytes],
+    byte_size: int,
+    filename: str,
+    category: str = "",
+    source: str = "",
+    tags: Sequence[str] = (),
+) -> tuple[ImageAsset, bool]:
+    """Validates and stores one image. Returns (asset, created); created is False when the tenant
+    already has these exact bytes. Raises ValidationError, having stored nothing."""
+    validated: ValidatedImage = validate_image(file, byte_size=byte_size)
+    existing = ImageAsset.objects.for_tenant(tenant).filter(sha256=validated.sha256).first()
+    if existing is not None:
+        return existing, False
+
+    asset = ImageAsset(
+        tenant=tenant,
+        uploaded_by=uploaded_by,
+        original_filename=display_filename(filename),
+        sha256=validated.sha256,
+        image_format=validated.image_format,
+        byte_size=validated.byte_size,
+        width=validated.width,
+        height=validated.height,
+        category=category.strip(),
+        source=source.strip(),
+        tags=parse_tags(tags),
+    )
+    prefix = _storage_prefix(tenant)
+    stored: list[str] = []
+    try:
+        with transaction.atomic():
+            # Serialises uploads of one tenant, so concurrent uploads cannot overrun the quota together.
+            Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
+            _check_quota(tenant, validated.byte_size)
+            file.seek(0)
+            asset.file.name = default_storage.save(f"{prefix}/originals/{asset.id}.{validated.extension}", File(file))
+            stored.append(asset.file.name)
+            thumbnail = ContentFile(make_thumbnail(validated.upright_rgb))
+            asset.thumbnail.name = default_storage.save(f"{prefix}/thumbnails/{asset.id}.jpg", thumbnail)
+            stored.append(asset.thumbnail.name)
+            asset.full_clean()
+            asset.save(force_insert=True)
+    except IntegrityError:
+        # The same bytes arrived concurrently; the other upload won.
+        for name in stored:
+            default_storage.delete(name)
+        return ImageAsset.objects.for_tenant(tenant).get(sha256=validated.sha256), False
+    except BaseException:
+        for name in stored:
+            default_storage.delete(name)
+        raise
+    return asset, True
+
+
+def assets_upload(
+    *,
+    tenant: Tenant,
+    uploaded_by: AbstractBaseUser | None,
+    files: Sequence[File],  # type: ignore[type-arg]
+    category: str = "",
+    source: str = "",
+    tags: Sequence[str] = (),
+) -> list[UploadOutcome]:
+    """Stores each file on its own: a refused file stores nothing and does not stop the others.
+    New images are queued for embedding once their rows are committed."""
+    outcomes: list[UploadOutcome] = []
+    for upload in files:
+        name = display_filename(upload.name or "")
+        try:
+            asset, created = asset_create(
+                tenant=tenant,
+                uploaded_by=uploaded_by,
+                file=upload,
+                byte_size=upload.size or 0,
+                filename=name,
+                category=category,
+                source=source,
+                tags=tags,
+            )
+        except ValidationError as exc:
+            outcomes.append(UploadOutcome(filename=name, error=" ".join(exc.messages)))
+            continue
+        outcomes.append(UploadOutcome(filename=name, asset=asset, duplicate=not created))
+    new_ids = [o.asset.id for o in outcomes if o.asset is not None and not o.duplicate]
+    enqueue_embedding(new_ids)
+    # In the in-process mode the images are embedded by now; report their state as it is.
+    current = ImageAsset.objects.in_bulk([o.asset.id for o in outcomes if o.asset is not None])
+    for outcome in outcomes:
+        if outcome.asset is not None:
+            outcome.asset = current.get(outcome.asset.id, outcome.asset)
+    return outcomes
+
+
+def enqueue_embedding(asset_ids: Sequence[object]) -> None:
+    """Queues embedding in batches once the current transaction commits. If the broker is down
+    the images stay pending, and the periodic sweep queues them again."""
+    from ingestion.tasks import embed_assets
+
+    ids = [str(asset_id) for asset_id in asset_ids]
+    batch = settings.EMBED_BATCH_SIZE
+
+    def send() -> None:
+        for start in range(0, len(ids), batch):
+            chunk = ids[start : start + batch]
+            try:
+                embed_assets.apply_async(args=[chunk], retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2})
+            except Exception:
+                if settings.CELERY_TASK_ALWAYS_EAGER:
+                    raise
+                logger.warning("Could not queue %d images; the sweep will queue them later", len(chunk), exc_info=True)
+
+    if ids:
+        transaction.on_commit(send)
+
+
+def _chroma_metadata(asset: ImageAsset) -> dict[str, str | int | bool]:
+    metadata: dict[str, str | int | bool] = {
+        "category": asset.category,
+        "source": asset.source,
+        "uploaded_at": int(asset.created_at.timestamp()),
+    }
+    for tag in asset.tags:
+        metadata[f"tag:{tag}"] = True
+    return metadata
+
+
+def _claim(asset_ids: Sequence[str]) -> list[ImageAsset]:
+    with transaction.atomic():
+        assets = list(
+            ImageAsset.objects.select_for_update(skip_locked=True)
+            .select_related("tenant")
+            .filter(id__in=asset_ids, status__in=[AssetStatus.PENDING, AssetStatus.PROCESSING])
+        )
+        ImageAsset.objects.filter(id__in=[a.id for a in assets]).update(
+            status=AssetStatus.PROCESSING, attempts=F("attempts") + 1, updated_at=timezone.now()
+        )
+    for asset in assets:
+        asset.attempts += 1
+        asset.status = AssetStatus.PROCESSING
+    return assets
+
+
+def _fail(asset: ImageAsset, reason: str) -> None:
+    ImageAsset.objects.filter(id=asset.id).update(
+        status=AssetStatus.FAILED, failure_reason=reason, updated_at=timezone.now()
+    )
+
+
+def assets_embed(*, asset_ids: Sequence[str]) -> EmbedReport:
+    """Embeds the given images in batches and upserts their vectors; idempotent.
+
+    Images already ready or failed are left alone. An image whose earlier attempt never finished
+    (the worker died) is split off into a batch of its own, so one poison image cannot hold
+    back the others; after EMBED_MAX_ATTEMPTS it is marked failed. Raises IndexUnavailable,
+    with the claimed images back in pending, when Chroma cannot be reached.
+    """
+    report = EmbedReport()
+    assets = _claim(asset_ids)
+    if len(assets) > 1:
+        suspects = [a for a in assets if a.attempts > 1]
+        if suspects:
+            _release([a.id for a in suspects])
+            for suspect in suspects:
+                enqueue_embedding([suspect.id])
+            report.deferred = [str(a.id) for a in suspects]
+            assets = [a for a in assets if a.attempts == 1]
+    work: list[tuple[ImageAsset, object]] = []
+    for asset in assets:
+        if asset.attempts > settings.EMBED_MAX_ATTEMPTS:
+            _fail(asset, f"Gave up after {settings.EMBED_MAX_ATTEMPTS} attempts: processing this image kept crashing.")
+            report.failed.append(str(asset.id))
+            continue
+        try:
+            with default_storage.open(asset.file.name, "rb") as handle:
+                work.append((asset, load_rgb(handle)))
+        except (OSError, ValueError, SyntaxError) as exc:
+            _fail(asset, f"The stored file could not be decoded: {exc}")
+            report.failed.append(str(asset.id))
+    if not work:
+        return report
+
+    embedder = get_embedder()
+    by_tenant: dict[int, list[tuple[ImageAsset, list[float]]]] = defaultdict(list)
+    for start in range(0, len(work), settings.EMBED_BATCH_SIZE):
+        chunk = work[start : start + settings.EMBED_BATCH_SIZE]
+        vectors = embedder.embed_images([image for _, image in chunk])  # type: ignore[misc]
+        for (asset, _), vector in zip(chunk, vectors, strict=True):
+            by_tenant[asset.tenant_id].append((asset, vector))
+    try:
+        for rows in by_tenant.values():
+            index.upsert_vectors(
+                tenant=rows[0][0].tenant,
+                ids=[str(asset.id) for asset, _ in rows],
+                embeddings=[vector for _, vector in rows],
+                metadatas=[_chroma_metadata(asset) for asset, _ in rows],
+            )
+    except index.IndexUnavailable:
+        _release([asset.id for asset, _ in work])
+        raise
+    ready_ids = [asset.id for asset, _ in work]
+    ImageAsset.objects.filter(id__in=ready_ids, status=AssetStatus.PROCESSING).update(
+        status=AssetStatus.READY, failure_reason="", embedded_at=timezone.now(), updated_at=timezone.now()
+    )
+    report.ready.extend(str(i) for i in ready_ids)
+    return report
+
+
+def _release(asset_ids: Sequence[object]) -> None:
+    """Puts claimed images back in pending without counting the attempt against them."""
+    ImageAsset.objects.filter(id__in=asset_ids, status=AssetStatus.PROCESSING).update(
+        status=AssetStatus.PENDING, attempts=F("attempts") - 1, updated_at=timezone.now()
+    )
+
+
+def assets_requeue(*, assets: Iterable[ImageAsset]) -> int:
+    """Gives failed (or stuck) images a fresh set of attempts and queues them."""
+    ids = [asset.id for asset in assets if asset.status != AssetStatus.READY]
+    ImageAsset.objects.filter(id__in=ids).update(
+        status=AssetStatus.PENDING, attempts=0, failure_reason="", updated_at=timezone.now()
+    )
+    enqueue_embedding(ids)
+    return len(ids)
+
+
+def assets_requeue_stale() -> int:
+    """Queues again the images left pending or processing for too long (broker down, worker lost)."""
+    cutoff = timezone.now() - timedelta(seconds=settings.EMBED_STALE_AFTER_SECONDS)
+    ids = list(
+        ImageAsset.objects.filter(
+            status__in=[AssetStatus.PENDING, AssetStatus.PROCESSING], updated_at__lt=cutoff
+        ).values_list("id", flat=True)
+    )
+    ImageAsset.objects.filter(id__in=ids).update(updated_at=timezone.now())
+    enqueue_embedding(ids)
+    return len(ids)

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+from celery.signals import worker_init
+
+from ingestion import services
+from search.embedding import get_embedder
+from search.index import IndexUnavailable
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=8,
+    name="ingestion.tasks.embed_assets",
+)
+def embed_assets(self: Any, asset_ids: list[str]) -> dict[str, int]:
+    try:
+        report = services.assets_embed(asset_ids=asset_ids)
+    except IndexUnavailable as exc:
+        # 2, 4, 8 ... seconds, capped at 5 minutes; images stay pending meanwhile, nothing is lost.
+        raise self.retry(exc=exc, countdown=min(2 ** (self.request.retries + 1), 300)) from exc
+    return {"ready": len(report.ready), "failed": len(report.failed), "deferred": len(report.deferred)}
+
+
+@shared_task(name="ingestion.tasks.requeue_stale_assets")
+def requeue_stale_assets() -> int:
+    return services.assets_requeue_stale()
+
+
+@worker_init.connect
+def load_model_before_taking_work(**_: Any) -> None:
+    """A worker whose weights cannot be loaded must stop at once with the reason, not fail every task."""
+    get_embedder()

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from ingestion import views
+
+app_name = "ingestion"
+
+urlpatterns = [
+    path("t/<slug:tenant_slug>/upload/", views.upload, name="upload"),
+    path("t/<slug:tenant_slug>/images/status/", views.asset_status, name="status"),
+    path("t/<slug:tenant_slug>/images/<uuid:asset_id>/thumbnail/", views.thumbnail, name="thumbnail"),
+    path("t/<slug:tenant_slug>/images/<uuid:asset_id>/file/", views.original, name="original"),
+]

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods
+
+from ingestion.forms import UploadForm
+from ingestion.imaging import ALLOWED_FORMATS
+from ingestion.models import ImageAsset
+from ingestion.selectors import asset_for_tenant, assets_by_ids, recent_assets
+from ingestion.services import assets_upload
+from tenants.decorators import tenant_view
+from tenants.models import Membership
+
+
+def asset_json(asset: ImageAsset) -> dict[str, Any]:
+    slug = asset.tenant.slug
+    return {
+        "id": str(asset.id),
+        "filename": asset.original_filename,
+        "status": asset.status,
+        "status_label": asset.get_status_display(),
+        "failure_reason": asset.failure_reason,
+        "thumbnail_url": reverse("ingestion:thumbnail", args=[slug, asset.id]),
+    }
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+@require_http_methods(["GET", "POST"])
+@tenant_view(require="upload")
+def upload(request: HttpRequest, membership: Membership) -> HttpResponse:
+    tenant = membership.tenant
+    form = UploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST":
+        if not form.is_valid():
+            if _wants_json(request):
+                return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
+        else:
+            outcomes = assets_upload(
+                tenant=tenant,
+                uploaded_by=request.user,  # type: ignore[arg-type]
+                files=form.cleaned_data["files"],
+                category=form.cleaned_data["category"],
+                source=form.cleaned_data["source"],
+                tags=form.cleaned_data["tags"],
+            )
+            if _wants_json(request):
+                return JsonResponse(
+                    {
+                        "results": [
+                            {
+                                "filename": o.filename,
+                                "error": o.error,
+                                "duplicate": o.duplicate,
+                                "image": asset_json(o.asset) if o.asset else None,
+                            }
+                            for o in outcomes
+                        ]
+                    },
+                    status=201 if any(o.asset and not o.duplicate for o in outcomes) else 200,
+                )
+            for outcome in outcomes:
+                if outcome.error:
+                    messages.error(request, f"{outcome.filename}: refused. {outcome.error}")
+                elif outcome.duplicate and outcome.asset:
+                    messages.info(request, f"{outcome.filename}: already uploaded as {outcome.asset.original_filename}.")
+            accepted = sum(1 for o in outcomes if o.asset and not o.duplicate)
+            if accepted:
+                messages.success(request, f"{accepted} image{'s' if accepted != 1 else ''} uploaded; embedding follows.")
+            return redirect("ingestion:upload", tenant.slug)
+    return render(
+        request,
+        "ingestion/upload.html",
+        {
+            "tenant": tenant,
+            "membership": membership,
+            "form": form,
+            "assets": recent_assets(tenant),
+            "max_files": settings.UPLOAD_MAX_FILES,
+        },
+    )
+
+
+@require_GET
+@tenant_view()
+def asset_status(request: HttpRequest, membership: Membership) -> JsonResponse:
+    ids = [i for i in request.GET.get("ids", "").split(",") if i][:500]
+    assets = assets_by_ids(membership.tenant, ids).select_related("tenant")
+    return JsonResponse({"images": [asset_json(asset) for asset in assets]})
+
+
+def _serve(name: str, content_type: str) -> FileResponse:
+    if not name or not default_storage.exists(name):
+        raise Http404("No such image.")
+    response = FileResponse(default_storage.open(name, "rb"), content_type=content_type)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@require_GET
+@tenant_view()
+def thumbnail(request: HttpRequest, membership: Membership, asset_id: str) -> FileResponse:
+    asset = asset_for_tenant(membership.tenant, asset_id)
+    return _serve(asset.thumbnail.name, "image/jpeg")
+
+
+@require_GET
+@tenant_view()
+def original(request: HttpRequest, membership: Membership, asset_id: str) -> FileResponse:
+    asset = asset_for_tenant(membership.tenant, asset_id)
+    return _serve(asset.file.name, ALLOWED_FORMATS[asset.image_format][1])

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, Literal
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+
+from tenants.models import Membership
+from tenants.selectors import membership_for_slug
+
+Permission = Literal["upload", "delete", "manage"]
+TenantView = Callable[..., HttpResponse]
+
+_REFUSALS: dict[Permission, str] = {
+    "upload": "Your role in this tenant may search but not upload images.",
+    "delete": "Your role in this tenant may search but not delete images.",
+    "manage": "Only owners and admins of this tenant may do this.",
+}
+
+
+def tenant_view(*, require: Permission | None = None) -> Callable[[TenantView], TenantView]:
+    """Resolves `tenant_slug` from the URL to the user's membership (404 for non-members, exactly
+    as for a missing tenant) and passes it to the view as its second argument."""
+
+    def decorator(view: TenantView) -> TenantView:
+        @login_required
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, tenant_slug: str, *args: Any, **kwargs: Any) -> HttpResponse:
+            membership: Membership = membership_for_slug(request.user, tenant_slug)
+            if require is not None and not getattr(membership, f"can_{require}"):
+                raise PermissionDenied(_REFUSALS[require])
+            request.session["tenant_slug"] = membership.tenant.slug
+            request.membership = membership  # type: ignore[attr-defined]
+            return view(request, membership, *args, **kwargs)
+
+        return wrapper
+
+    return decorator

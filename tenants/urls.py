@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from tenants import views
+
+app_name = "tenants"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("t/<slug:tenant_slug>/", views.dashboard, name="dashboard"),
+]

@@ -1,0 +1,214 @@
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from config.celery import app as celery_app
+from search import index
+from tenants.models import Role, Tenant
+from tenants.services import membership_set, tenant_create
+from tests.factories import PASSWORD, UserFactory
+from tests.testenv import OUTPUT, ROOT, SAMPLES
+
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def media_files(settings) -> Callable[[], list[Path]]:
+    """Every file under MEDIA_ROOT, to prove a refused upload stored nothing."""
+
+    def listing() -> list[Path]:
+        root = Path(settings.MEDIA_ROOT)
+        return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+    return listing
+
+
+@pytest.fixture
+def alice(db):
+    return UserFactory(username="alice")
+
+
+@pytest.fixture
+def bob(db):
+    return UserFactory(username="bob")
+
+
+@pytest.fixture
+def vera(db):
+    return UserFactory(username="vera")
+
+
+@pytest.fixture
+def charlie(db):
+    return UserFactory(username="charlie")
+
+
+@pytest.fixture
+def acme(alice, bob, vera) -> Tenant:
+    """Alice owns Acme, Bob is a member, Vera a viewer."""
+    tenant = tenant_create(slug="acme", name="Acme", owner=alice)
+    membership_set(tenant=tenant, user=bob, role=Role.MEMBER)
+    membership_set(tenant=tenant, user=vera, role=Role.VIEWER)
+    return tenant
+
+
+@pytest.fixture
+def globex(charlie) -> Tenant:
+    """Charlie owns Globex and has nothing to do with Acme."""
+    return tenant_create(slug="globex", name="Globex", owner=charlie)
+
+
+def login(user) -> Client:
+    client = Client()
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+@pytest.fixture
+def sample() -> Callable[[str], SimpleUploadedFile]:
+    def read(name: str) -> SimpleUploadedFile:
+        return SimpleUploadedFile(name, (SAMPLES / name).read_bytes())
+
+    return read
+
+
+# --- the full local stack: a Chroma server and a Celery worker process ---------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} not ready after {timeout}s")
+
+
+class ChromaServer:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = (OUTPUT / "chroma-server.log").open("ab")
+        self.process = subprocess.Popen(
+            [str(VENV_BIN / "chroma"), "run", "--path", str(self.path), "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        _wait(self.alive, 30, "Chroma server")
+
+    def alive(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/api/v2/heartbeat", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory) -> Iterator[ChromaServer]:
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    server = ChromaServer(tmp_path_factory.mktemp("chroma-server"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack_media(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("stack-media")
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, chroma_server, stack_media) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `celery worker` process on the test database, Redis and the Chroma server."""
+    redis.Redis.from_url(django_settings.REDIS_URL).flushdb()
+    db = django_settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
+        "TASKS_IN_PROCESS": "0",
+        "CHROMA_URL": chroma_server.url,
+        "MEDIA_ROOT": str(stack_media),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+    log = (OUTPUT / "celery-worker.log").open("ab")
+    process = subprocess.Popen(
+        [str(VENV_BIN / "celery"), "-A", "config", "worker", "--pool=solo", "-Q", "ingestion,interactive",
+         "--loglevel=INFO", "--without-gossip", "--without-mingle", "--hostname", "tests@%h"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"the Celery worker exited with {process.returncode}; see {OUTPUT}/celery-worker.log")
+        return bool(celery_app.control.ping(timeout=0.5))
+
+    _wait(ready, 90, "Celery worker")
+    yield process
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture
+def stack(settings, transactional_db, celery_worker_process, chroma_server, stack_media) -> Iterator[ChromaServer]:
+    """This test's web side talks to the same Redis, Chroma server and files as the worker."""
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CHROMA_URL = chroma_server.url
+    settings.MEDIA_ROOT = stack_media
+    celery_app.conf.task_always_eager = False
+    index.reset_connection()
+    yield chroma_server
+    celery_app.conf.task_always_eager = True
+    index.reset_connection()
+
+
+def wait_for_status(asset, statuses: set[str], timeout: float = 60) -> None:
+    def done() -> bool:
+        asset.refresh_from_db()
+        return asset.status in statuses
+
+    _wait(done, timeout, f"image {asset.id} reaching {statuses}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_output() -> None:
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    for name in ("chroma-server.log", "celery-worker.log"):
+        (OUTPUT / name).unlink(missing_ok=True)
+    shutil.rmtree(OUTPUT / "screenshots", ignore_errors=True)

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from chromadb.utils.data_loaders import ImageLoader
+from chromadb.utils.embedding_functions import OpenCLIPEmbeddingFunction
+from PIL import Image
+
+from ingestion.imaging import load_rgb
+from search.embedding import ClipEmbedder, EmbeddingModelUnavailable, ModelSpec, get_embedder, model_key
+from tests.testenv import CHECKPOINT, SAMPLES, TEST_MODEL
+
+TEXTS = ["a photo of a dog", "a photo of a cat"]
+
+
+def cosine(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.fixture(scope="module")
+def chroma_function() -> OpenCLIPEmbeddingFunction:
+    return OpenCLIPEmbeddingFunction(model_name=TEST_MODEL, checkpoint=str(CHECKPOINT))
+
+
+@pytest.mark.parametrize("name", ["dog.jpg", "dog-with-person.jpg"])
+def test_image_embedding_equals_chromas_openclip_function(chroma_function, name):
+    rgb = np.array(Image.open(SAMPLES / name).convert("RGB"))
+    [theirs] = chroma_function([rgb])
+    [ours] = get_embedder().embed_images([load_rgb(str(SAMPLES / name))])
+    assert cosine(ours, theirs) >= 0.9999
+
+
+def test_text_embeddings_equal_chromas_openclip_function(chroma_function):
+    theirs = chroma_function(TEXTS)
+    ours = get_embedder().embed_texts(TEXTS)
+    for mine, reference in zip(ours, theirs, strict=True):
+        assert cosine(mine, reference) >= 0.9999
+
+
+def test_vectors_are_unit_length_and_distinct():
+    vectors = get_embedder().embed_images([load_rgb(str(SAMPLES / n)) for n in ("dog.jpg", "cat.png")])
+    assert [round(float(np.linalg.norm(v)), 5) for v in vectors] == [1.0, 1.0]
+    assert cosine(*vectors) < 0.9999
+
+
+def test_a_batch_gives_the_same_vectors_as_one_at_a_time():
+    images = [load_rgb(str(SAMPLES / n)) for n in ("dog.jpg", "dog-with-person.jpg", "cat.png")]
+    embedder = get_embedder()
+    batched = embedder.embed_images(images)
+    single = [embedder.embed_images([image])[0] for image in images]
+    for a, b in zip(batched, single, strict=True):
+        assert cosine(a, b) >= 0.99999
+
+
+def test_palette_png_keeps_its_colours_where_chromas_loader_loses_them():
+    path = SAMPLES / "cat.png"
+    assert Image.open(path).mode == "P"
+    [chroma_array] = ImageLoader()([str(path)])
+    assert chroma_array.ndim == 2  # the palette indices: the colours are gone
+    ours = load_rgb(str(path))
+    assert ours.mode == "RGB"
+    assert np.array_equal(np.array(ours), np.array(Image.open(path).convert("RGB")))
+
+
+def test_exif_orientation_is_applied_before_embedding():
+    upright = Image.new("RGB", (40, 20), (10, 200, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: rotate 90° clockwise to view
+    buffer = io.BytesIO()
+    upright.save(buffer, format="JPEG", exif=exif)
+    buffer.seek(0)
+    assert load_rgb(buffer).size == (20, 40)
+
+
+def test_a_missing_checkpoint_file_says_what_to_set():
+    spec = ModelSpec(name=TEST_MODEL, pretrained="/nonexistent/weights.pt", device="cpu")
+    with pytest.raises(EmbeddingModelUnavailable, match="CLIP_PRETRAINED"):
+        ClipEmbedder(spec)
+
+
+def test_unknown_weights_say_what_to_set():
+    spec = ModelSpec(name=TEST_MODEL, pretrained="no-such-tag", device="cpu")
+    with pytest.raises(EmbeddingModelUnavailable, match="CLIP_PRETRAINED to the path of a local checkpoint"):
+        ClipEmbedder(spec)
+
+
+def test_unknown_model_name_is_refused():
+    with pytest.raises(EmbeddingModelUnavailable, match="CLIP_MODEL"):
+        ClipEmbedder(ModelSpec(name="ViT-Nope", pretrained="random", device="cpu"))
+
+
+def test_random_weights_only_when_asked_and_reproducible_across_processes():
+    spec = ModelSpec(name=TEST_MODEL, pretrained="random", device="cpu", seed=7)
+    assert spec.uses_random_weights
+    assert not ModelSpec(name=TEST_MODEL, pretrained=str(CHECKPOINT)).uses_random_weights
+    first = ClipEmbedder(spec).embed_texts(["a dog"])[0]
+    second = ClipEmbedder(spec).embed_texts(["a dog"])[0]
+    assert cosine(first, second) >= 0.99999
+
+
+def test_each_model_and_weights_get_their_own_vector_space():
+    keys = {
+        model_key(ModelSpec(name=TEST_MODEL, pretrained=str(CHECKPOINT))),
+        model_key(ModelSpec(name=TEST_MODEL, pretrained="random", seed=0)),
+        model_key(ModelSpec(name=TEST_MODEL, pretrained="random", seed=1)),
+        model_key(ModelSpec(name="ViT-B-32", pretrained="laion2b_s34b_b79k")),
+    }
+    assert len(keys) == 4

@@ -1,0 +1,47 @@
+"""Loaded by pytest before Django (`-p tests.testenv` in pyproject.toml): points the settings at the
+real local services and at a small OpenCLIP checkpoint with random weights made here, once.
+
+The checkpoint goes through the same path as a user's local checkpoint file (CLIP_PRETRAINED=path),
+so tests exercise the real loading code without downloading anything.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = (ROOT.parent / "shared" / "samples").resolve()
+CACHE = Path(os.environ.get("TEST_CACHE_DIR", ROOT / ".cache"))
+TEST_MODEL = "ViT-S-32"
+TEST_SEED = 1234
+CHECKPOINT = CACHE / f"clip-{TEST_MODEL}-seed{TEST_SEED}.pt"
+OUTPUT = Path(os.environ.get("TEST_OUTPUT_DIR", ROOT / "test-output"))
+
+
+def build_test_checkpoint(path: Path = CHECKPOINT) -> Path:
+    if path.exists():
+        return path
+    import open_clip
+    import torch
+
+    torch.manual_seed(TEST_SEED)
+    model = open_clip.create_model(TEST_MODEL, pretrained=None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    torch.save({"state_dict": model.state_dict()}, partial)
+    partial.rename(path)
+    return path
+
+
+_scratch = Path(tempfile.mkdtemp(prefix="imagesearch-tests-"))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/imagesearch")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ["TASKS_IN_PROCESS"] = "1"
+os.environ["DATA_DIR"] = str(_scratch)
+os.environ["CLIP_MODEL"] = TEST_MODEL
+os.environ["CLIP_PRETRAINED"] = str(build_test_checkpoint())
+os.environ["CLIP_DEVICE"] = "cpu"
+os.environ.pop("CHROMA_URL", None)
