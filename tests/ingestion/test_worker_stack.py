@@ -1,0 +1,54 @@
+"""The full local stack: uploads through the page are embedded by a real Celery worker process
+(Redis broker, PostgreSQL) into a real Chroma server."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from ingestion.models import AssetStatus, ImageAsset
+from ingestion.tasks import embed_assets
+from search import index
+from tests.conftest import login, wait_for_status
+
+pytestmark = pytest.mark.stack
+
+
+def upload(client, tenant, *files):
+    response = client.post(reverse("ingestion:upload", args=[tenant.slug]), {"files": list(files)}, HTTP_ACCEPT="application/json")
+    assert response.status_code == 201, response.content
+    return [ImageAsset.objects.get(id=r["image"]["id"]) for r in response.json()["results"]]
+
+
+def test_the_worker_embeds_an_upload_into_the_chroma_server_with_its_tenant(stack, acme, globex, bob, sample):
+    [dog, person] = upload(login(bob), acme, sample("dog.jpg"), sample("dog-with-person.jpg"))
+    for asset in (dog, person):
+        wait_for_status(asset, {AssetStatus.READY})
+    metadata = index.fetch_metadata(tenant=acme, ids=[str(dog.id), str(person.id)])
+    assert {meta["tenant"] for meta in metadata.values()} == {acme.vector_key}
+    assert index.fetch_metadata(tenant=globex, ids=[str(dog.id)]) == {}
+    [hit, *_] = index.query_vectors(tenant=acme, embedding=index.fetch_vectors(tenant=acme, ids=[str(dog.id)])[str(dog.id)], limit=2)
+    assert hit.id == str(dog.id) and hit.distance == pytest.approx(0, abs=1e-4)
+
+
+def test_running_the_task_again_creates_no_duplicate(stack, acme, bob, sample):
+    [asset] = upload(login(bob), acme, sample("dog.jpg"))
+    wait_for_status(asset, {AssetStatus.READY})
+    ImageAsset.objects.filter(id=asset.id).update(status=AssetStatus.PENDING)
+    embed_assets.delay([str(asset.id)])
+    embed_assets.delay([str(asset.id)])
+    wait_for_status(asset, {AssetStatus.READY})
+    assert index.count_vectors(tenant=acme) == 1
+
+
+def test_chroma_down_then_back_the_task_retries_and_completes(stack, acme, bob, sample):
+    stack.stop()
+    try:
+        [asset] = upload(login(bob), acme, sample("cat.png"))
+        asset.refresh_from_db()
+        assert asset.status in {AssetStatus.PENDING, AssetStatus.PROCESSING}
+    finally:
+        stack.start()
+    wait_for_status(asset, {AssetStatus.READY}, timeout=90)
+    assert asset.failure_reason == ""
+    assert index.count_vectors(tenant=acme) == 1

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+from search import index
+
+
+@dataclass
+class FakeTenant:
+    """Only the key matters to the index; real tenants are tested through uploads."""
+
+    vector_key: str
+
+
+@pytest.fixture(params=["embedded", "server"])
+def backend(request, settings):
+    if request.param == "server":
+        settings.CHROMA_URL = request.getfixturevalue("chroma_server").url
+    index.reset_connection()
+    yield request.param
+    index.reset_connection()
+
+
+def tenants() -> tuple[FakeTenant, FakeTenant]:
+    return FakeTenant(str(uuid.uuid4())), FakeTenant(str(uuid.uuid4()))
+
+
+def test_every_read_and_write_is_scoped_to_its_tenant(backend):
+    red, blue = tenants()
+    index.upsert_vectors(tenant=red, ids=["r1"], embeddings=[[1.0, 0.0, 0.0]], metadatas=[{"category": "a"}])
+    index.upsert_vectors(tenant=blue, ids=["b1"], embeddings=[[1.0, 0.0, 0.0]], metadatas=[{"category": "a"}])
+    assert [hit.id for hit in index.query_vectors(tenant=red, embedding=[1.0, 0.0, 0.0], limit=10)] == ["r1"]
+    assert index.fetch_vectors(tenant=red, ids=["b1"]) == {}
+    assert index.count_vectors(tenant=blue) == 1
+    index.delete_vectors(tenant=red, ids=["b1"])
+    assert index.count_vectors(tenant=blue) == 1
+
+
+def test_user_filters_only_narrow_within_the_tenant(backend):
+    red, blue = tenants()
+    index.upsert_vectors(tenant=red, ids=["r1", "r2"], embeddings=[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+                         metadatas=[{"category": "a"}, {"category": "b"}])
+    index.upsert_vectors(tenant=blue, ids=["b1"], embeddings=[[1.0, 0.0, 0.0]], metadatas=[{"category": "a"}])
+    hostile = {"$or": [{"tenant": blue.vector_key}, {"tenant": {"$ne": red.vector_key}}, {"category": "a"}]}
+    hits = index.query_vectors(tenant=red, embedding=[1.0, 0.0, 0.0], limit=10, where=hostile)
+    assert [hit.id for hit in hits] == ["r1"]
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_upserting_twice_keeps_one_vector(backend):
+    red, _ = tenants()
+    for _ in range(2):
+        index.upsert_vectors(tenant=red, ids=["x"], embeddings=[[0.0, 0.0, 1.0]], metadatas=[{"category": ""}])
+    assert index.count_vectors(tenant=red) == 1
+
+
+@pytest.mark.parametrize("key", ["", None])
+def test_an_operation_without_a_tenant_is_refused(key):
+    with pytest.raises(ValueError, match="tenant"):
+        index.query_vectors(tenant=FakeTenant(key), embedding=[1.0, 0.0, 0.0], limit=1)  # type: ignore[arg-type]
+
+
+def test_callers_cannot_set_the_tenant_key():
+    red, blue = tenants()
+    with pytest.raises(ValueError, match="tenant"):
+        index.upsert_vectors(tenant=red, ids=["x"], embeddings=[[1.0, 0.0, 0.0]], metadatas=[{"tenant": blue.vector_key}])
+
+
+def test_tenancy_is_expressed_with_eq_inside_and():
+    red, _ = tenants()
+    assert index.scoped_where(red) == {"tenant": {"$eq": red.vector_key}}
+    assert index.scoped_where(red, {"category": "a"}) == {"$and": [{"tenant": {"$eq": red.vector_key}}, {"category": "a"}]}
+
+
+def test_an_unreachable_server_is_reported_as_retryable(settings):
+    settings.CHROMA_URL = "http://127.0.0.1:9"
+    index.reset_connection()
+    try:
+        with pytest.raises(index.IndexUnavailable):
+            index.count_vectors(tenant=tenants()[0])
+    finally:
+        index.reset_connection()

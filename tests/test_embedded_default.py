@@ -1,0 +1,72 @@
+"""The single-process default that `make run` starts: SQLite, embedded Chroma, tasks in-process,
+no Redis, no Chroma server. Driven as a user drives it, through manage.py in a fresh process."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from tests.conftest import _free_port, _wait
+from tests.testenv import ROOT, SAMPLES
+
+
+@pytest.fixture
+def embedded_env(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CHROMA_URL", "TASKS_IN_PROCESS", "DATA_DIR", "MEDIA_ROOT"}}
+    env["DATA_DIR"] = str(tmp_path / "var")
+    return env
+
+
+def manage(env, *args: str) -> str:
+    result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_the_embedded_default_imports_embeds_and_serves(embedded_env, tmp_path):
+    manage(embedded_env, "migrate", "--noinput")
+    assert "ready on cpu" in manage(embedded_env, "check_model")
+    login_line = manage(embedded_env, "bootstrap_demo")
+    username, password = re.search(r"log in as (\S+) / (\S+)", login_line).groups()
+    imported = manage(embedded_env, "import_images", str(SAMPLES), "--tenant", "demo")
+    assert "Imported 3 images into demo" in imported
+    counted = manage(
+        embedded_env, "shell", "-c",
+        "from search import index; from tenants.models import Tenant; from ingestion.models import ImageAsset;"
+        "t = Tenant.objects.get(slug='demo');"
+        "print(index.count_vectors(tenant=t), sorted(set(ImageAsset.objects.values_list('status', flat=True))))",
+    )
+    assert counted.strip().splitlines()[-1] == "3 ['ready']"
+    assert (tmp_path / "var" / "db.sqlite3").exists()
+    assert (tmp_path / "var" / "chroma").is_dir()
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        cwd=ROOT, env=embedded_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{base}/accounts/login/", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _wait(up, 60, "runserver")
+        with httpx.Client(base_url=base, follow_redirects=True) as browser:
+            form = browser.get("/accounts/login/")
+            token = browser.cookies["csrftoken"]
+            assert form.status_code == 200
+            page = browser.post("/accounts/login/", data={"username": username, "password": password, "csrfmiddlewaretoken": token})
+            assert page.url.path == "/t/demo/"
+            assert "3</strong>ready" in page.text.replace("\n", "")
+    finally:
+        server.terminate()
+        server.wait(10)
