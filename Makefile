@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv run worker beat chroma test lint format services browser check-model bench-ingest clean
+.PHONY: venv run worker beat chroma test lint format services system-deps check-model bench-ingest clean
 
 venv: $(VENV)/.installed
 
@@ -38,11 +38,11 @@ check-model: venv
 services:
 	bash .ci/services
 
-browser:
-	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+system-deps:
+	@command -v chromium >/dev/null && command -v docker-compose >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium docker-compose; }
 
 ## The whole test suite, against real PostgreSQL, Redis, a Celery worker, Chroma and chromium.
-test: venv services browser
+test: venv services system-deps
 	$(PY) -m pytest
 
 lint: venv

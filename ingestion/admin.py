@@ -9,14 +9,28 @@ from ingestion.services import assets_requeue
 
 
 @admin.register(ImageAsset)
-class ImageAssetAdmin(admin.ModelAdmin):
+class ImageAssetAdmin(admin.ModelAdmin[ImageAsset]):
     list_display = ["original_filename", "tenant", "status", "failure_reason", "byte_size", "created_at"]
     list_filter = ["status", "tenant", "image_format"]
     search_fields = ["original_filename", "sha256", "category", "source"]
     list_select_related = ["tenant"]
     readonly_fields = [
-        "id", "tenant", "uploaded_by", "file", "thumbnail", "sha256", "image_format", "byte_size",
-        "width", "height", "status", "failure_reason", "attempts", "created_at", "updated_at", "embedded_at",
+        "id",
+        "tenant",
+        "uploaded_by",
+        "file",
+        "thumbnail",
+        "sha256",
+        "image_format",
+        "byte_size",
+        "width",
+        "height",
+        "status",
+        "failure_reason",
+        "attempts",
+        "created_at",
+        "updated_at",
+        "embedded_at",
     ]
     actions = ["requeue"]
 

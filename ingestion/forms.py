@@ -20,12 +20,12 @@ class MultipleFileField(forms.Field):
 
     widget = MultipleFileInput
 
-    def to_python(self, data: Any) -> list[UploadedFile]:
+    def to_python(self, data: Any) -> list[UploadedFile[bytes]]:
         if not data:
             return []
         return [f for f in (data if isinstance(data, list | tuple) else [data]) if f is not None]
 
-    def validate(self, value: list[UploadedFile]) -> None:
+    def validate(self, value: list[UploadedFile[bytes]]) -> None:
         if not value:
             raise forms.ValidationError("Choose at least one image.", code="required")
         if len(value) > settings.UPLOAD_MAX_FILES:
@@ -33,7 +33,7 @@ class MultipleFileField(forms.Field):
 
 
 class UploadForm(forms.Form):
-    files = MultipleFileField(widget=MultipleFileInput(attrs={"accept": "image/jpeg,image/png,image/webp,image/gif"}))
+    images = MultipleFileField(widget=MultipleFileInput(attrs={"accept": "image/jpeg,image/png,image/webp,image/gif"}))
     category = forms.CharField(max_length=100, required=False)
     source = forms.CharField(max_length=100, required=False)
     tags = forms.CharField(max_length=2000, required=False, help_text="Comma-separated, e.g. beach, summer")

@@ -45,7 +45,9 @@ class ImageAsset(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="images")
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    original_filename = models.CharField(max_length=255, help_text="As the client named it; shown, never used as a path.")
+    original_filename = models.CharField(
+        max_length=255, help_text="As the client named it; shown, never used as a path."
+    )
     file = models.FileField(max_length=300)
     thumbnail = models.FileField(max_length=300, blank=True)
     sha256 = models.CharField(max_length=64)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
 import uuid
+from collections.abc import Sequence
 
 from django.db.models import Count, QuerySet
 from django.http import Http404

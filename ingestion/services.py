@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from datetime import timedelta
 from typing import IO
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
@@ -56,7 +57,7 @@ def display_filename(name: str) -> str:
 
 
 def parse_tags(raw: str | Iterable[str]) -> list[str]:
-    """"Dog, beach ,dog" -> ["dog", "beach"]: trimmed, lower-cased, de-duplicated, in order."""
+    """ "Dog, beach ,dog" -> ["dog", "beach"]: trimmed, lower-cased, de-duplicated, in order."""
     items = re.split(r"[,\n]", raw) if isinstance(raw, str) else list(raw)
     tags: list[str] = []
     for item in items:
@@ -88,7 +89,7 @@ def _storage_prefix(tenant: Tenant) -> str:
 def asset_create(
     *,
     tenant: Tenant,
-    uploaded_by: AbstractBaseUser | None,
+    uploaded_by: User | None,
     file: IO[bytes],
     byte_size: int,
     filename: str,
@@ -146,7 +147,7 @@ def asset_create(
 def assets_upload(
     *,
     tenant: Tenant,
-    uploaded_by: AbstractBaseUser | None,
+    uploaded_by: User | None,
     files: Sequence[File],  # type: ignore[type-arg]
     category: str = "",
     source: str = "",
@@ -182,7 +183,7 @@ def assets_upload(
     return outcomes
 
 
-def enqueue_embedding(asset_ids: Sequence[object]) -> None:
+def enqueue_embedding(asset_ids: Sequence[uuid.UUID | str]) -> None:
     """Queues embedding in batches once the current transaction commits. If the broker is down
     the images stay pending, and the periodic sweep queues them again."""
     from ingestion.tasks import embed_assets
@@ -194,7 +195,9 @@ def enqueue_embedding(asset_ids: Sequence[object]) -> None:
         for start in range(0, len(ids), batch):
             chunk = ids[start : start + batch]
             try:
-                embed_assets.apply_async(args=[chunk], retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2})
+                embed_assets.apply_async(
+                    args=(chunk,), retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2}
+                )
             except Exception:
                 if settings.CELERY_TASK_ALWAYS_EAGER:
                     raise
@@ -262,7 +265,7 @@ def assets_embed(*, asset_ids: Sequence[str]) -> EmbedReport:
             report.failed.append(str(asset.id))
             continue
         try:
-            with default_storage.open(asset.file.name, "rb") as handle:
+            with default_storage.open(asset.file.name or "", "rb") as handle:
                 work.append((asset, load_rgb(handle)))
         except (OSError, ValueError, SyntaxError) as exc:
             _fail(asset, f"The stored file could not be decoded: {exc}")
@@ -296,7 +299,7 @@ def assets_embed(*, asset_ids: Sequence[str]) -> EmbedReport:
     return report
 
 
-def _release(asset_ids: Sequence[object]) -> None:
+def _release(asset_ids: Sequence[uuid.UUID]) -> None:
     """Puts claimed images back in pending without counting the attempt against them."""
     ImageAsset.objects.filter(id__in=asset_ids, status=AssetStatus.PROCESSING).update(
         status=AssetStatus.PENDING, attempts=F("attempts") - 1, updated_at=timezone.now()

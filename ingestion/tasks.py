@@ -6,7 +6,7 @@ from celery import shared_task
 from celery.signals import worker_init
 
 from ingestion import services
-from search.embedding import get_embedder
+from search.embedding import EmbeddingModelUnavailable, get_embedder
 from search.index import IndexUnavailable
 
 
@@ -33,5 +33,9 @@ def requeue_stale_assets() -> int:
 
 @worker_init.connect
 def load_model_before_taking_work(**_: Any) -> None:
-    """A worker whose weights cannot be loaded must stop at once with the reason, not fail every task."""
-    get_embedder()
+    """A worker whose weights cannot be loaded must stop at once with the reason, not fail every task.
+    (Celery logs and ignores exceptions from signal handlers; SystemExit does stop it.)"""
+    try:
+        get_embedder()
+    except EmbeddingModelUnavailable as exc:
+        raise SystemExit(f"The worker cannot start: {exc}") from exc

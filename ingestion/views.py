@@ -48,7 +48,7 @@ def upload(request: HttpRequest, membership: Membership) -> HttpResponse:
             outcomes = assets_upload(
                 tenant=tenant,
                 uploaded_by=request.user,  # type: ignore[arg-type]
-                files=form.cleaned_data["files"],
+                files=form.cleaned_data["images"],
                 category=form.cleaned_data["category"],
                 source=form.cleaned_data["source"],
                 tags=form.cleaned_data["tags"],
@@ -72,10 +72,14 @@ def upload(request: HttpRequest, membership: Membership) -> HttpResponse:
                 if outcome.error:
                     messages.error(request, f"{outcome.filename}: refused. {outcome.error}")
                 elif outcome.duplicate and outcome.asset:
-                    messages.info(request, f"{outcome.filename}: already uploaded as {outcome.asset.original_filename}.")
+                    messages.info(
+                        request, f"{outcome.filename}: already uploaded as {outcome.asset.original_filename}."
+                    )
             accepted = sum(1 for o in outcomes if o.asset and not o.duplicate)
             if accepted:
-                messages.success(request, f"{accepted} image{'s' if accepted != 1 else ''} uploaded; embedding follows.")
+                messages.success(
+                    request, f"{accepted} image{'s' if accepted != 1 else ''} uploaded; embedding follows."
+                )
             return redirect("ingestion:upload", tenant.slug)
     return render(
         request,
@@ -98,7 +102,7 @@ def asset_status(request: HttpRequest, membership: Membership) -> JsonResponse:
     return JsonResponse({"images": [asset_json(asset) for asset in assets]})
 
 
-def _serve(name: str, content_type: str) -> FileResponse:
+def _serve(name: str | None, content_type: str) -> FileResponse:
     if not name or not default_storage.exists(name):
         raise Http404("No such image.")
     response = FileResponse(default_storage.open(name, "rb"), content_type=content_type)

@@ -16,7 +16,8 @@ def embedding_settings_check(**_: Any) -> list[CheckMessage]:
         messages.append(
             Error(
                 f"CLIP_PRETRAINED={spec.pretrained!r} looks like a checkpoint path, but there is no file there.",
-                hint="Point CLIP_PRETRAINED at an OpenCLIP checkpoint file, or use a pretrained tag such as laion2b_s34b_b79k.",
+                hint="Point CLIP_PRETRAINED at an OpenCLIP checkpoint file, or use a pretrained tag "
+                "such as laion2b_s34b_b79k.",
                 id="search.E001",
             )
         )

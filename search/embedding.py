@@ -102,9 +102,7 @@ class ClipEmbedder:
         self._torch = torch
         self.device = self._resolve_device(spec.device)
         if spec.name not in open_clip.list_models():
-            raise EmbeddingModelUnavailable(
-                f"CLIP_MODEL={spec.name!r} is not an OpenCLIP model name; try 'ViT-B-32'."
-            )
+            raise EmbeddingModelUnavailable(f"CLIP_MODEL={spec.name!r} is not an OpenCLIP model name; try 'ViT-B-32'.")
         self.model_key = model_key(spec)
         try:
             if spec.uses_random_weights:
@@ -129,7 +127,9 @@ class ClipEmbedder:
         if device == "auto":
             return "cuda" if self._torch.cuda.is_available() else "cpu"
         if device.startswith("cuda") and not self._torch.cuda.is_available():
-            raise EmbeddingModelUnavailable(f"CLIP_DEVICE={device!r} but CUDA is not available here; use 'cpu' or 'auto'.")
+            raise EmbeddingModelUnavailable(
+                f"CLIP_DEVICE={device!r} but CUDA is not available here; use 'cpu' or 'auto'."
+            )
         return device
 
     def embed_images(self, images: Sequence[Image]) -> list[list[float]]:

@@ -161,9 +161,7 @@ def delete_tenant_vectors(*, tenant: TenantScoped) -> None:
 def fetch_vectors(*, tenant: TenantScoped, ids: Sequence[str]) -> dict[str, list[float]]:
     if not ids:
         return {}
-    result = _call(
-        "get", _collection().get, ids=list(ids), where=scoped_where(tenant), include=["embeddings"]
-    )
+    result = _call("get", _collection().get, ids=list(ids), where=scoped_where(tenant), include=["embeddings"])
     embeddings = result["embeddings"] if result["embeddings"] is not None else []
     return {id_: [float(x) for x in vector] for id_, vector in zip(result["ids"], embeddings, strict=True)}
 
@@ -171,9 +169,7 @@ def fetch_vectors(*, tenant: TenantScoped, ids: Sequence[str]) -> dict[str, list
 def fetch_metadata(*, tenant: TenantScoped, ids: Sequence[str]) -> dict[str, Mapping[str, MetadataValue]]:
     if not ids:
         return {}
-    result = _call(
-        "get", _collection().get, ids=list(ids), where=scoped_where(tenant), include=["metadatas"]
-    )
+    result = _call("get", _collection().get, ids=list(ids), where=scoped_where(tenant), include=["metadatas"])
     return dict(zip(result["ids"], result["metadatas"] or [], strict=True))
 
 
@@ -195,9 +191,7 @@ def query_vectors(
     )
     key = _tenant_key(tenant)
     hits = []
-    for id_, distance, metadata in zip(
-        result["ids"][0], result["distances"][0], result["metadatas"][0], strict=True
-    ):
+    for id_, distance, metadata in zip(result["ids"][0], result["distances"][0], result["metadatas"][0], strict=True):
         if metadata.get(TENANT_KEY) != key:  # a second guard; the where clause already excludes these
             logger.error("Chroma returned vector %s outside tenant %s; dropped", id_, key)
             continue

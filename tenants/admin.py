@@ -10,14 +10,14 @@ from ingestion.services import assets_requeue
 from tenants.models import Membership, Tenant
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(admin.TabularInline[Membership, Tenant]):
     model = Membership
     extra = 1
     autocomplete_fields = ["user"]
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(admin.ModelAdmin[Tenant]):
     list_display = ["name", "slug", "is_active", "quota", "ready", "in_progress", "failed"]
     list_filter = ["is_active"]
     search_fields = ["name", "slug"]
@@ -27,17 +27,16 @@ class TenantAdmin(admin.ModelAdmin):
     actions = ["requeue_failed_images"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
-        return (
+        queryset: QuerySet[Tenant] = (
             super()
             .get_queryset(request)
             .annotate(
                 n_ready=Count("images", filter=Q(images__status=AssetStatus.READY)),
-                n_progress=Count(
-                    "images", filter=Q(images__status__in=[AssetStatus.PENDING, AssetStatus.PROCESSING])
-                ),
+                n_progress=Count("images", filter=Q(images__status__in=[AssetStatus.PENDING, AssetStatus.PROCESSING])),
                 n_failed=Count("images", filter=Q(images__status=AssetStatus.FAILED)),
             )
         )
+        return queryset
 
     @admin.display(description="Quota")
     def quota(self, tenant: Tenant) -> str:
@@ -63,7 +62,7 @@ class TenantAdmin(admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(admin.ModelAdmin[Membership]):
     list_display = ["user", "tenant", "role", "created_at"]
     list_filter = ["role", "tenant"]
     search_fields = ["user__username", "tenant__slug", "tenant__name"]

@@ -6,13 +6,13 @@ from typing import Any, Literal
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
 
 from tenants.models import Membership
 from tenants.selectors import membership_for_slug
 
 Permission = Literal["upload", "delete", "manage"]
-TenantView = Callable[..., HttpResponse]
+TenantView = Callable[..., HttpResponseBase]
 
 _REFUSALS: dict[Permission, str] = {
     "upload": "Your role in this tenant may search but not upload images.",
@@ -28,7 +28,7 @@ def tenant_view(*, require: Permission | None = None) -> Callable[[TenantView], 
     def decorator(view: TenantView) -> TenantView:
         @login_required
         @functools.wraps(view)
-        def wrapper(request: HttpRequest, tenant_slug: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapper(request: HttpRequest, tenant_slug: str, *args: Any, **kwargs: Any) -> HttpResponseBase:
             membership: Membership = membership_for_slug(request.user, tenant_slug)
             if require is not None and not getattr(membership, f"can_{require}"):
                 raise PermissionDenied(_REFUSALS[require])

@@ -1,19 +1,19 @@
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 from django.http import Http404
 
 from tenants.models import Membership
 
 
-def memberships_for_user(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Membership]:
+def memberships_for_user(user: User | AnonymousUser) -> QuerySet[Membership]:
     if not user.is_authenticated:
         return Membership.objects.none()
     return Membership.objects.filter(user=user, tenant__is_active=True).select_related("tenant")
 
 
-def membership_for_slug(user: AbstractBaseUser | AnonymousUser, slug: str) -> Membership:
+def membership_for_slug(user: User | AnonymousUser, slug: str) -> Membership:
     """The user's membership in the tenant, or 404: the same answer for a missing tenant,
     an inactive one and one the user does not belong to."""
     membership = memberships_for_user(user).filter(tenant__slug=slug).first()

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from tenants.models import Membership, Role, Tenant
 
 
 @transaction.atomic
-def tenant_create(*, slug: str, name: str, owner: AbstractBaseUser | None = None, quota_bytes: int | None = None) -> Tenant:
+def tenant_create(*, slug: str, name: str, owner: User | None = None, quota_bytes: int | None = None) -> Tenant:
     tenant = Tenant(slug=slug, name=name)
     if quota_bytes is not None:
         tenant.storage_quota_bytes = quota_bytes
@@ -18,7 +18,7 @@ def tenant_create(*, slug: str, name: str, owner: AbstractBaseUser | None = None
     return tenant
 
 
-def membership_set(*, tenant: Tenant, user: AbstractBaseUser, role: str) -> Membership:
+def membership_set(*, tenant: Tenant, user: User, role: str) -> Membership:
     """Adds the user to the tenant, or changes the role of an existing member."""
     membership = Membership.objects.filter(tenant=tenant, user=user).first() or Membership(tenant=tenant, user=user)
     membership.role = role

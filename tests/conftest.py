@@ -121,7 +121,16 @@ class ChromaServer:
     def start(self) -> None:
         log = (OUTPUT / "chroma-server.log").open("ab")
         self.process = subprocess.Popen(
-            [str(VENV_BIN / "chroma"), "run", "--path", str(self.path), "--host", "127.0.0.1", "--port", str(self.port)],
+            [
+                str(VENV_BIN / "chroma"),
+                "run",
+                "--path",
+                str(self.path),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -154,7 +163,9 @@ def stack_media(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker, chroma_server, stack_media) -> Iterator[subprocess.Popen[bytes]]:
+def celery_worker_process(
+    django_db_setup, django_db_blocker, chroma_server, stack_media
+) -> Iterator[subprocess.Popen[bytes]]:
     """A real `celery worker` process on the test database, Redis and the Chroma server."""
     redis.Redis.from_url(django_settings.REDIS_URL).flushdb()
     db = django_settings.DATABASES["default"]
@@ -168,9 +179,24 @@ def celery_worker_process(django_db_setup, django_db_blocker, chroma_server, sta
     }
     log = (OUTPUT / "celery-worker.log").open("ab")
     process = subprocess.Popen(
-        [str(VENV_BIN / "celery"), "-A", "config", "worker", "--pool=solo", "-Q", "ingestion,interactive",
-         "--loglevel=INFO", "--without-gossip", "--without-mingle", "--hostname", "tests@%h"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            str(VENV_BIN / "celery"),
+            "-A",
+            "config",
+            "worker",
+            "--pool=solo",
+            "-Q",
+            "ingestion,interactive",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--hostname",
+            "tests@%h",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
 
     def ready() -> bool:

@@ -17,13 +17,19 @@ from tests.testenv import ROOT, SAMPLES
 
 @pytest.fixture
 def embedded_env(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CHROMA_URL", "TASKS_IN_PROCESS", "DATA_DIR", "MEDIA_ROOT"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "CHROMA_URL", "TASKS_IN_PROCESS", "DATA_DIR", "MEDIA_ROOT"}
+    }
     env["DATA_DIR"] = str(tmp_path / "var")
     return env
 
 
 def manage(env, *args: str) -> str:
-    result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -36,7 +42,9 @@ def test_the_embedded_default_imports_embeds_and_serves(embedded_env, tmp_path):
     imported = manage(embedded_env, "import_images", str(SAMPLES), "--tenant", "demo")
     assert "Imported 3 images into demo" in imported
     counted = manage(
-        embedded_env, "shell", "-c",
+        embedded_env,
+        "shell",
+        "-c",
         "from search import index; from tenants.models import Tenant; from ingestion.models import ImageAsset;"
         "t = Tenant.objects.get(slug='demo');"
         "print(index.count_vectors(tenant=t), sorted(set(ImageAsset.objects.values_list('status', flat=True))))",
@@ -48,7 +56,10 @@ def test_the_embedded_default_imports_embeds_and_serves(embedded_env, tmp_path):
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=embedded_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=embedded_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -64,7 +75,9 @@ def test_the_embedded_default_imports_embeds_and_serves(embedded_env, tmp_path):
             form = browser.get("/accounts/login/")
             token = browser.cookies["csrftoken"]
             assert form.status_code == 200
-            page = browser.post("/accounts/login/", data={"username": username, "password": password, "csrfmiddlewaretoken": token})
+            page = browser.post(
+                "/accounts/login/", data={"username": username, "password": password, "csrfmiddlewaretoken": token}
+            )
             assert page.url.path == "/t/demo/"
             assert "3</strong>ready" in page.text.replace("\n", "")
     finally:

@@ -39,6 +39,7 @@ _scratch = Path(tempfile.mkdtemp(prefix="imagesearch-tests-"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/imagesearch")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")
 os.environ["TASKS_IN_PROCESS"] = "1"
 os.environ["DATA_DIR"] = str(_scratch)
 os.environ["CLIP_MODEL"] = TEST_MODEL

@@ -3,9 +3,9 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from PIL import Image
 
 from ingestion.models import AssetStatus, ImageAsset
 from search import index
@@ -27,7 +27,12 @@ def png(name: str, color=(10, 20, 30)) -> SimpleUploadedFile:
 def test_member_uploads_samples_and_they_become_searchable_vectors(acme, bob, sample):
     response = login(bob).post(
         upload_url(acme),
-        {"files": [sample("dog.jpg"), sample("cat.png")], "category": "pets", "source": "cookbook", "tags": "Animal, cute"},
+        {
+            "images": [sample("dog.jpg"), sample("cat.png")],
+            "category": "pets",
+            "source": "cookbook",
+            "tags": "Animal, cute",
+        },
         HTTP_ACCEPT="application/json",
     )
     assert response.status_code == 201
@@ -46,7 +51,7 @@ def test_member_uploads_samples_and_they_become_searchable_vectors(acme, bob, sa
 
 
 def test_files_are_stored_under_names_the_service_makes(acme, bob, media_files):
-    login(bob).post(upload_url(acme), {"files": [png("../../etc/passwd.png")]})
+    login(bob).post(upload_url(acme), {"images": [png("../../etc/passwd.png")]})
     asset = ImageAsset.objects.for_tenant(acme).get()
     assert asset.original_filename == "passwd.png"
     assert asset.file.name == f"tenants/{acme.vector_uuid}/originals/{asset.id}.png"
@@ -57,7 +62,7 @@ def test_files_are_stored_under_names_the_service_makes(acme, bob, media_files):
 def test_a_refused_file_stores_nothing_and_the_others_go_through(acme, bob, media_files):
     response = login(bob).post(
         upload_url(acme),
-        {"files": [SimpleUploadedFile("notes.png", b"<html>hi</html>"), png("good.png")]},
+        {"images": [SimpleUploadedFile("notes.png", b"<html>hi</html>"), png("good.png")]},
         HTTP_ACCEPT="application/json",
     )
     results = response.json()["results"]
@@ -69,16 +74,16 @@ def test_a_refused_file_stores_nothing_and_the_others_go_through(acme, bob, medi
 
 
 def test_refusals_are_shown_on_the_page_without_javascript(acme, bob):
-    response = login(bob).post(upload_url(acme), {"files": [SimpleUploadedFile("empty.jpg", b"")]}, follow=True)
+    response = login(bob).post(upload_url(acme), {"images": [SimpleUploadedFile("empty.jpg", b"")]}, follow=True)
     assert "empty.jpg: refused. The file is empty." in response.content.decode()
     assert ImageAsset.objects.count() == 0
 
 
 def test_the_same_bytes_twice_are_recognised_not_embedded_again(acme, bob, sample):
     client = login(bob)
-    client.post(upload_url(acme), {"files": [sample("dog.jpg")]})
+    client.post(upload_url(acme), {"images": [sample("dog.jpg")]})
     first = ImageAsset.objects.get()
-    response = client.post(upload_url(acme), {"files": [sample("dog.jpg")]}, HTTP_ACCEPT="application/json")
+    response = client.post(upload_url(acme), {"images": [sample("dog.jpg")]}, HTTP_ACCEPT="application/json")
     [result] = response.json()["results"]
     assert result["duplicate"] is True
     assert result["image"]["id"] == str(first.id)
@@ -87,8 +92,8 @@ def test_the_same_bytes_twice_are_recognised_not_embedded_again(acme, bob, sampl
 
 
 def test_the_same_bytes_in_two_tenants_are_two_images(acme, globex, bob, charlie, sample):
-    login(bob).post(upload_url(acme), {"files": [sample("dog.jpg")]})
-    login(charlie).post(upload_url(globex), {"files": [sample("dog.jpg")]})
+    login(bob).post(upload_url(acme), {"images": [sample("dog.jpg")]})
+    login(charlie).post(upload_url(globex), {"images": [sample("dog.jpg")]})
     assert ImageAsset.objects.for_tenant(acme).count() == 1
     assert ImageAsset.objects.for_tenant(globex).count() == 1
     assert index.count_vectors(tenant=acme) == 1
@@ -99,7 +104,7 @@ def test_uploads_beyond_the_quota_are_refused_with_a_message(acme, bob, media_fi
     acme.storage_quota_bytes = len(image_bytes("PNG", color=(1, 2, 3))) + 10
     acme.save()
     response = login(bob).post(
-        upload_url(acme), {"files": [png("a.png", (1, 2, 3)), png("b.png", (4, 5, 6))]}, HTTP_ACCEPT="application/json"
+        upload_url(acme), {"images": [png("a.png", (1, 2, 3)), png("b.png", (4, 5, 6))]}, HTTP_ACCEPT="application/json"
     )
     first, second = response.json()["results"]
     assert first["error"] is None
@@ -109,7 +114,7 @@ def test_uploads_beyond_the_quota_are_refused_with_a_message(acme, bob, media_fi
 
 
 def test_viewers_may_not_upload(acme, vera):
-    response = login(vera).post(upload_url(acme), {"files": [png("a.png")]})
+    response = login(vera).post(upload_url(acme), {"images": [png("a.png")]})
     assert response.status_code == 403
     assert ImageAsset.objects.count() == 0
 
@@ -120,7 +125,7 @@ def test_another_tenants_member_gets_404(acme, globex, charlie, name):
 
 
 def test_another_tenants_member_cannot_fetch_image_files(acme, globex, bob, charlie, sample):
-    login(bob).post(upload_url(acme), {"files": [sample("dog.jpg")]})
+    login(bob).post(upload_url(acme), {"images": [sample("dog.jpg")]})
     asset = ImageAsset.objects.get()
     for name in ("ingestion:thumbnail", "ingestion:original"):
         assert login(bob).get(reverse(name, args=[acme.slug, asset.id])).status_code == 200
@@ -135,7 +140,7 @@ def test_anonymous_users_are_sent_to_log_in(acme, client):
 
 
 def test_status_endpoint_reports_only_this_tenants_images(acme, globex, bob, charlie, sample):
-    login(bob).post(upload_url(acme), {"files": [sample("dog.jpg")]})
+    login(bob).post(upload_url(acme), {"images": [sample("dog.jpg")]})
     asset = ImageAsset.objects.get()
     url = reverse("ingestion:status", args=[acme.slug]) + f"?ids={asset.id},not-a-uuid"
     [image] = login(bob).get(url).json()["images"]
@@ -149,7 +154,7 @@ def test_thumbnails_are_upright_and_carry_no_exif(acme, bob):
     exif[0x0112] = 6
     exif[0x8825] = {1: "N", 2: (1.0, 2.0, 3.0)}  # GPS
     data = image_bytes("JPEG", size=(80, 40), exif=exif)
-    login(bob).post(upload_url(acme), {"files": [SimpleUploadedFile("rotated.jpg", data)]})
+    login(bob).post(upload_url(acme), {"images": [SimpleUploadedFile("rotated.jpg", data)]})
     asset = ImageAsset.objects.get()
     response = login(bob).get(reverse("ingestion:thumbnail", args=[acme.slug, asset.id]))
     assert response["Content-Type"] == "image/jpeg"

@@ -17,11 +17,17 @@ def check(data: bytes):
 
 def png_with_declared_size(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims width x height pixels: a decompression bomb's shape."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 1024)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 1024))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize(
@@ -85,7 +91,7 @@ def test_size_limit_is_checked_from_the_declared_size_before_reading(settings):
         def read(self, *args):
             raise AssertionError("the file was read")
 
-    with pytest.raises(ImageRejected, match="the limit is 2.0"):
+    with pytest.raises(ImageRejected, match=r"the limit is 2\.0"):
         validate_image(Unreadable(), byte_size=10_000)
 
 

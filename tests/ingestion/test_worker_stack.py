@@ -15,7 +15,9 @@ pytestmark = pytest.mark.stack
 
 
 def upload(client, tenant, *files):
-    response = client.post(reverse("ingestion:upload", args=[tenant.slug]), {"files": list(files)}, HTTP_ACCEPT="application/json")
+    response = client.post(
+        reverse("ingestion:upload", args=[tenant.slug]), {"images": list(files)}, HTTP_ACCEPT="application/json"
+    )
     assert response.status_code == 201, response.content
     return [ImageAsset.objects.get(id=r["image"]["id"]) for r in response.json()["results"]]
 
@@ -27,7 +29,9 @@ def test_the_worker_embeds_an_upload_into_the_chroma_server_with_its_tenant(stac
     metadata = index.fetch_metadata(tenant=acme, ids=[str(dog.id), str(person.id)])
     assert {meta["tenant"] for meta in metadata.values()} == {acme.vector_key}
     assert index.fetch_metadata(tenant=globex, ids=[str(dog.id)]) == {}
-    [hit, *_] = index.query_vectors(tenant=acme, embedding=index.fetch_vectors(tenant=acme, ids=[str(dog.id)])[str(dog.id)], limit=2)
+    [hit, *_] = index.query_vectors(
+        tenant=acme, embedding=index.fetch_vectors(tenant=acme, ids=[str(dog.id)])[str(dog.id)], limit=2
+    )
     assert hit.id == str(dog.id) and hit.distance == pytest.approx(0, abs=1e-4)
 
 

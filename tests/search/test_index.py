@@ -15,6 +15,13 @@ class FakeTenant:
     vector_key: str
 
 
+@pytest.fixture(autouse=True)
+def _own_vector_space(settings):
+    """These tests write 3-dimensional vectors: keep them out of the test model's collection."""
+    settings.CLIP_PRETRAINED = "random"
+    settings.CLIP_RANDOM_SEED = 3
+
+
 @pytest.fixture(params=["embedded", "server"])
 def backend(request, settings):
     if request.param == "server":
@@ -41,8 +48,12 @@ def test_every_read_and_write_is_scoped_to_its_tenant(backend):
 
 def test_user_filters_only_narrow_within_the_tenant(backend):
     red, blue = tenants()
-    index.upsert_vectors(tenant=red, ids=["r1", "r2"], embeddings=[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
-                         metadatas=[{"category": "a"}, {"category": "b"}])
+    index.upsert_vectors(
+        tenant=red,
+        ids=["r1", "r2"],
+        embeddings=[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+        metadatas=[{"category": "a"}, {"category": "b"}],
+    )
     index.upsert_vectors(tenant=blue, ids=["b1"], embeddings=[[1.0, 0.0, 0.0]], metadatas=[{"category": "a"}])
     hostile = {"$or": [{"tenant": blue.vector_key}, {"tenant": {"$ne": red.vector_key}}, {"category": "a"}]}
     hits = index.query_vectors(tenant=red, embedding=[1.0, 0.0, 0.0], limit=10, where=hostile)
@@ -66,13 +77,17 @@ def test_an_operation_without_a_tenant_is_refused(key):
 def test_callers_cannot_set_the_tenant_key():
     red, blue = tenants()
     with pytest.raises(ValueError, match="tenant"):
-        index.upsert_vectors(tenant=red, ids=["x"], embeddings=[[1.0, 0.0, 0.0]], metadatas=[{"tenant": blue.vector_key}])
+        index.upsert_vectors(
+            tenant=red, ids=["x"], embeddings=[[1.0, 0.0, 0.0]], metadatas=[{"tenant": blue.vector_key}]
+        )
 
 
 def test_tenancy_is_expressed_with_eq_inside_and():
     red, _ = tenants()
     assert index.scoped_where(red) == {"tenant": {"$eq": red.vector_key}}
-    assert index.scoped_where(red, {"category": "a"}) == {"$and": [{"tenant": {"$eq": red.vector_key}}, {"category": "a"}]}
+    assert index.scoped_where(red, {"category": "a"}) == {
+        "$and": [{"tenant": {"$eq": red.vector_key}}, {"category": "a"}]
+    }
 
 
 def test_an_unreachable_server_is_reported_as_retryable(settings):

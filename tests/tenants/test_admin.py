@@ -24,7 +24,7 @@ def uploaded(tenant, user, *colors):
 
 
 def test_the_tenant_list_shows_image_counts_by_status(acme, bob, operator):
-    first, second = uploaded(acme, bob, (1, 1, 1), (2, 2, 2))
+    _first, second = uploaded(acme, bob, (1, 1, 1), (2, 2, 2))
     ImageAsset.objects.filter(id=second.id).update(status=AssetStatus.FAILED, failure_reason="boom")
     page = login(operator).get(reverse("admin:tenants_tenant_changelist")).content.decode()
     assert '<td class="field-ready">1</td>' in page

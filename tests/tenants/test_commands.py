@@ -41,7 +41,9 @@ def test_import_images_indexes_a_tree_skips_known_files_and_lists_refusals(acme,
     (tmp_path / "photos" / "nested").mkdir()
     (tmp_path / "photos" / "nested" / "red.webp").write_bytes(image_bytes("WEBP"))
     (tmp_path / "photos" / "nested" / "notes.jpg").write_text("not a picture")
-    output = run("import_images", str(tmp_path / "photos"), "--tenant", "acme", "--category", "archive", "--source", "nas")
+    output = run(
+        "import_images", str(tmp_path / "photos"), "--tenant", "acme", "--category", "archive", "--source", "nas"
+    )
     assert "Imported 4 images into acme; skipped 0 already indexed; refused 1." in output
     assert "notes.jpg: Unsupported file type" in output
     assets = ImageAsset.objects.for_tenant(acme)

@@ -30,7 +30,17 @@ class Command(BaseCommand):
         parser.add_argument("--tags", default="", help="comma-separated tags for every image")
         parser.add_argument("--user", help="username recorded as the uploader")
 
-    def handle(self, *args: Any, path: Path, tenant: str, category: str, source: str, tags: str, user: str | None, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        path: Path,
+        tenant: str,
+        category: str,
+        source: str,
+        tags: str,
+        user: str | None,
+        **options: Any,
+    ) -> None:
         target = Tenant.objects.filter(slug=tenant).first()
         if target is None:
             raise CommandError(f"There is no tenant {tenant!r}.")
@@ -41,7 +51,9 @@ class Command(BaseCommand):
                 raise CommandError(f"There is no user {user!r}.")
         if not path.exists():
             raise CommandError(f"{path} does not exist.")
-        files = sorted(p for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file() and not p.name.startswith("."))
+        files = sorted(
+            p for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file() and not p.name.startswith(".")
+        )
         imported, skipped, refused, pending = 0, 0, [], []
         progress = tqdm(files, unit="file", desc="Importing", disable=options.get("verbosity", 1) == 0, file=sys.stderr)
         for file_path in progress:

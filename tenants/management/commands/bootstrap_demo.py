@@ -19,7 +19,9 @@ class Command(BaseCommand):
         parser.add_argument("--url", default="http://127.0.0.1:8000/")
 
     def handle(self, *args: Any, username: str, tenant: str, url: str, **options: Any) -> None:
-        user, _ = get_user_model().objects.get_or_create(username=username, defaults={"is_staff": True, "is_superuser": True})
+        user, _ = get_user_model().objects.get_or_create(
+            username=username, defaults={"is_staff": True, "is_superuser": True}
+        )
         password = secrets.token_urlsafe(9)
         user.set_password(password)
         user.save()

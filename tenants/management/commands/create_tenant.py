@@ -18,7 +18,9 @@ class Command(BaseCommand):
         parser.add_argument("--owner", help="username of an existing user who becomes the owner")
         parser.add_argument("--quota-bytes", type=int, help="storage quota (default: TENANT_DEFAULT_QUOTA_BYTES)")
 
-    def handle(self, *args: Any, slug: str, name: str, owner: str | None, quota_bytes: int | None, **options: Any) -> None:
+    def handle(
+        self, *args: Any, slug: str, name: str, owner: str | None, quota_bytes: int | None, **options: Any
+    ) -> None:
         user = None
         if owner:
             user = get_user_model().objects.filter(username=owner).first()
@@ -28,4 +30,8 @@ class Command(BaseCommand):
             tenant = tenant_create(slug=slug, name=name, owner=user, quota_bytes=quota_bytes)
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
-        self.stdout.write(self.style.SUCCESS(f"Created tenant {tenant.slug!r} ({tenant.name})" + (f" owned by {owner}" if owner else "")))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Created tenant {tenant.slug!r} ({tenant.name})" + (f" owned by {owner}" if owner else "")
+            )
+        )

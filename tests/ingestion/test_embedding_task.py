@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import pytest
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from ingestion.models import AssetStatus, ImageAsset
+from ingestion.services import assets_embed, assets_requeue_stale, assets_upload
+from search import index
+from tests.factories import image_bytes
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def upload(tenant, user, *colors):
+    files = [SimpleUploadedFile(f"{i}.png", image_bytes("PNG", color=c)) for i, c in enumerate(colors)]
+    return [o.asset for o in assets_upload(tenant=tenant, uploaded_by=user, files=files)]
+
+
+@pytest.fixture
+def queued(settings, acme, bob):
+    """Images stored but not yet embedded: as if the broker had not delivered the task yet."""
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+
+    def make(*colors):
+        from config.celery import app
+
+        app.conf.task_always_eager = True
+        assets = []
+        for color in colors:
+            [asset] = upload(acme, bob, color)
+            ImageAsset.objects.filter(id=asset.id).update(status=AssetStatus.PENDING, embedded_at=None, attempts=0)
+            index.delete_vectors(tenant=acme, ids=[str(asset.id)])
+            asset.refresh_from_db()
+            assets.append(asset)
+        return assets
+
+    return make
+
+
+def test_an_undecodable_stored_file_fails_alone_with_a_reason(acme, queued):
+    good, broken = queued((1, 1, 1), (2, 2, 2))
+    with default_storage.open(broken.file.name, "wb") as handle:
+        handle.write(b"\x89PNG\r\n\x1a\n garbage")
+    report = assets_embed(asset_ids=[str(good.id), str(broken.id)])
+    good.refresh_from_db()
+    broken.refresh_from_db()
+    assert good.status == AssetStatus.READY
+    assert broken.status == AssetStatus.FAILED
+    assert broken.failure_reason.startswith("The stored file could not be decoded")
+    assert report.failed == [str(broken.id)]
+    assert index.count_vectors(tenant=acme) == 1
+
+
+def test_ready_images_are_not_embedded_again(acme, queued):
+    [asset] = queued((3, 3, 3))
+    assert assets_embed(asset_ids=[str(asset.id)]).ready == [str(asset.id)]
+    assert assets_embed(asset_ids=[str(asset.id)]).ready == []
+    assert index.count_vectors(tenant=acme) == 1
+
+
+def test_an_image_that_kept_crashing_its_worker_ends_failed(acme, queued, settings):
+    [asset] = queued((4, 4, 4))
+    ImageAsset.objects.filter(id=asset.id).update(status=AssetStatus.PROCESSING, attempts=settings.EMBED_MAX_ATTEMPTS)
+    assets_embed(asset_ids=[str(asset.id)])
+    asset.refresh_from_db()
+    assert asset.status == AssetStatus.FAILED
+    assert f"Gave up after {settings.EMBED_MAX_ATTEMPTS} attempts" in asset.failure_reason
+
+
+def test_a_suspect_image_is_split_off_so_it_cannot_hold_back_its_batch(acme, queued):
+    fresh, suspect = queued((5, 5, 5), (6, 6, 6))
+    ImageAsset.objects.filter(id=suspect.id).update(status=AssetStatus.PROCESSING, attempts=1)
+    report = assets_embed(asset_ids=[str(fresh.id), str(suspect.id)])
+    assert report.deferred == [str(suspect.id)]
+    assert str(fresh.id) in report.ready
+    suspect.refresh_from_db()
+    assert suspect.status == AssetStatus.READY  # embedded by its own task (in-process here)
+    assert suspect.attempts == 2
+
+
+def test_the_sweep_requeues_images_left_pending(acme, queued, settings):
+    [asset] = queued((7, 7, 7))
+    settings.EMBED_STALE_AFTER_SECONDS = 10
+    ImageAsset.objects.filter(id=asset.id).update(updated_at=asset.updated_at.replace(year=2000))
+    assert assets_requeue_stale() == 1
+    asset.refresh_from_db()
+    assert asset.status == AssetStatus.READY

@@ -1,0 +1,52 @@
+"""docker-compose.yml is for users (no Docker engine runs here): the compose client validates it,
+and its structure is checked against what the service needs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests.testenv import ROOT
+
+
+class ComposeLoader(yaml.SafeLoader):
+    pass
+
+
+ComposeLoader.add_constructor("!reset", lambda loader, node: None)
+
+
+def load(name: str) -> dict:
+    return yaml.load((ROOT / name).read_text(), Loader=ComposeLoader)  # noqa: S506 (SafeLoader subclass)
+
+
+def test_the_compose_client_accepts_the_file():
+    client = shutil.which("docker-compose")
+    if client is None:
+        pytest.fail("docker-compose is missing: `make system-deps` installs Debian's client")
+    result = subprocess.run(
+        [client, "-f", "docker-compose.yml", "config", "-q"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_it_describes_the_whole_stack():
+    services = load("docker-compose.yml")["services"]
+    assert {"web", "worker", "beat", "migrate", "chroma", "postgres", "redis"} <= set(services)
+    for name in ("web", "worker", "beat"):
+        env = services[name]["environment"]
+        assert env["CHROMA_URL"] == "http://chroma:8000"
+        assert env["REDIS_URL"].startswith("redis://redis")
+        assert env["DATABASE_URL"].startswith("postgres://")
+    assert services["chroma"]["command"][:2] == ["chroma", "run"]
+    assert services["worker"]["command"][:3] == ["celery", "-A", "config"]
+
+
+def test_the_worker_reserves_a_gpu_and_the_cpu_override_drops_it():
+    worker = load("docker-compose.yml")["services"]["worker"]
+    [device] = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert device["capabilities"] == ["gpu"]
+    assert load("docker-compose.cpu.yml")["services"]["worker"]["deploy"] is None
