@@ -51,4 +51,5 @@ def test_animated_gif_uses_its_first_frame():
     frames = [Image.new("RGB", (4, 4), colour) for colour in ((255, 0, 0), (0, 0, 255))]
     data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
     red, green, blue = load_rgb(data).getpixel((1, 1))
+    assert green < 60
     assert red > 200 and blue < 60
