@@ -58,6 +58,8 @@ class ImageAsset(models.Model):
     category = models.CharField(max_length=100, blank=True)
     source = models.CharField(max_length=100, blank=True)
     tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
+    # ",beach,summer,": lets every database filter by tag (SQLite has no JSON containment).
+    tag_index = models.CharField(max_length=1100, blank=True, editable=False)
     status = models.CharField(max_length=16, choices=AssetStatus.choices, default=AssetStatus.PENDING)
     failure_reason = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -78,6 +80,10 @@ class ImageAsset(models.Model):
 
     def __str__(self) -> str:
         return self.original_filename or str(self.id)
+
+    def set_tags(self, tags: list[str]) -> None:
+        self.tags = tags
+        self.tag_index = f",{','.join(tags)}," if tags else ""
 
     @property
     def is_final(self) -> bool:

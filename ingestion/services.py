@@ -115,8 +115,8 @@ def asset_create(
         height=validated.height,
         category=category.strip(),
         source=source.strip(),
-        tags=parse_tags(tags),
     )
+    asset.set_tags(parse_tags(tags))
     prefix = _storage_prefix(tenant)
     stored: list[str] = []
     try:
@@ -304,6 +304,21 @@ def _release(asset_ids: Sequence[uuid.UUID]) -> None:
     ImageAsset.objects.filter(id__in=asset_ids, status=AssetStatus.PROCESSING).update(
         status=AssetStatus.PENDING, attempts=F("attempts") - 1, updated_at=timezone.now()
     )
+
+
+def asset_delete(*, asset: ImageAsset) -> None:
+    """Removes the vector, then the row, then (once committed) the files. If Chroma cannot be
+    reached nothing is removed (IndexUnavailable), so a retry finds everything still in place."""
+    index.delete_vectors(tenant=asset.tenant, ids=[str(asset.id)])
+    names = [name for name in (asset.file.name, asset.thumbnail.name) if name]
+
+    def delete_files() -> None:
+        for name in names:
+            default_storage.delete(name)
+
+    with transaction.atomic():
+        asset.delete()
+        transaction.on_commit(delete_files)
 
 
 def assets_requeue(*, assets: Iterable[ImageAsset]) -> int:

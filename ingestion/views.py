@@ -102,7 +102,7 @@ def asset_status(request: HttpRequest, membership: Membership) -> JsonResponse:
     return JsonResponse({"images": [asset_json(asset) for asset in assets]})
 
 
-def _serve(name: str | None, content_type: str) -> FileResponse:
+def stored_file_response(name: str | None, content_type: str) -> FileResponse:
     if not name or not default_storage.exists(name):
         raise Http404("No such image.")
     response = FileResponse(default_storage.open(name, "rb"), content_type=content_type)
@@ -115,11 +115,11 @@ def _serve(name: str | None, content_type: str) -> FileResponse:
 @tenant_view()
 def thumbnail(request: HttpRequest, membership: Membership, asset_id: str) -> FileResponse:
     asset = asset_for_tenant(membership.tenant, asset_id)
-    return _serve(asset.thumbnail.name, "image/jpeg")
+    return stored_file_response(asset.thumbnail.name, "image/jpeg")
 
 
 @require_GET
 @tenant_view()
 def original(request: HttpRequest, membership: Membership, asset_id: str) -> FileResponse:
     asset = asset_for_tenant(membership.tenant, asset_id)
-    return _serve(asset.file.name, ALLOWED_FORMATS[asset.image_format][1])
+    return stored_file_response(asset.file.name, ALLOWED_FORMATS[asset.image_format][1])

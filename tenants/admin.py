@@ -7,7 +7,8 @@ from django.template.defaultfilters import filesizeformat
 
 from ingestion.models import AssetStatus, ImageAsset
 from ingestion.services import assets_requeue
-from tenants.models import Membership, Tenant
+from tenants.models import ApiToken, Membership, Tenant
+from tenants.tokens import api_token_revoke
 
 
 class MembershipInline(admin.TabularInline[Membership, Tenant]):
@@ -67,3 +68,22 @@ class MembershipAdmin(admin.ModelAdmin[Membership]):
     list_filter = ["role", "tenant"]
     search_fields = ["user__username", "tenant__slug", "tenant__name"]
     autocomplete_fields = ["user", "tenant"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin[ApiToken]):
+    list_display = ["name", "tenant", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["tenant", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "user__username", "tenant__slug"]
+    readonly_fields = ["tenant", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    exclude = ["key_hash"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # keys are shown once: made on the Tokens page or with create_api_token
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        for token in queryset:
+            api_token_revoke(token=token)
+        self.message_user(request, f"{queryset.count()} tokens revoked.", messages.SUCCESS)

@@ -4,7 +4,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 from django.http import Http404
 
-from tenants.models import Membership
+from tenants.models import ApiToken, Membership
 
 
 def memberships_for_user(user: User | AnonymousUser) -> QuerySet[Membership]:
@@ -20,3 +20,8 @@ def membership_for_slug(user: User | AnonymousUser, slug: str) -> Membership:
     if membership is None:
         raise Http404("No such tenant.")
     return membership
+
+
+def tokens_for_member(membership: Membership) -> QuerySet[ApiToken]:
+    tokens = ApiToken.objects.filter(tenant=membership.tenant).select_related("user")
+    return tokens if membership.can_manage else tokens.filter(user=membership.user)

@@ -3,6 +3,7 @@ the full stack: statuses change from pending to ready on the page without a relo
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 
@@ -53,7 +54,7 @@ def log_in(page, live_server, username: str) -> None:
     page.wait_for_url(f"{live_server.url}/t/acme/")
 
 
-def test_uploading_in_the_browser_shows_each_file_becoming_ready(page, live_server, stack, acme, bob, tmp_path):
+def test_upload_wait_until_ready_then_search_by_text_and_more_like_this(page, live_server, stack, acme, bob, tmp_path):
     from playwright.sync_api import expect
 
     bad = tmp_path / "notes.png"
@@ -71,3 +72,18 @@ def test_uploading_in_the_browser_shows_each_file_becoming_ready(page, live_serv
         expect(rows.nth(i).locator(".status")).to_have_text("Ready")
     (OUTPUT / "screenshots").mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(OUTPUT / "screenshots" / "upload-ready.png"), full_page=True)
+
+    page.click("nav >> text=Search")
+    page.fill("#id_q", "a photo of a dog")
+    page.click("#text-search button[type=submit]")
+    cards = page.locator("[data-testid=results] .result")
+    expect(cards).to_have_count(2)
+    expect(cards.first.locator(".score")).to_have_text(re.compile(r"^-?[01]\.\d{3}$"))
+    page.screenshot(path=str(OUTPUT / "screenshots" / "search-text.png"), full_page=True)
+
+    first_id = cards.first.get_attribute("data-asset-id")
+    cards.first.locator(".more-like-this").click()
+    expect(page.locator("[data-testid=similar-to]")).to_be_visible()
+    expect(cards).to_have_count(1)
+    assert cards.first.get_attribute("data-asset-id") != first_id
+    page.screenshot(path=str(OUTPUT / "screenshots" / "more-like-this.png"), full_page=True)

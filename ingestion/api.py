@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.http import FileResponse
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError as DRFValidationError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from ingestion.imaging import ALLOWED_FORMATS
+from ingestion.models import AssetStatus, ImageAsset
+from ingestion.services import asset_delete, assets_upload
+from ingestion.views import stored_file_response
+from search.filters import SearchFilters
+from tenants.api import Need, TenantScopedMixin
+
+
+class ImageSerializer(serializers.ModelSerializer[ImageAsset]):
+    filename = serializers.CharField(source="original_filename")
+    format = serializers.CharField(source="image_format")  # type: ignore[assignment]
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ImageAsset
+        fields = [
+            "id", "status", "failure_reason", "filename", "category", "source", "tags", "width", "height",
+            "byte_size", "format", "created_at", "embedded_at", "links",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_links(self, asset: ImageAsset) -> dict[str, str]:
+        slug = asset.tenant.slug
+        return {
+            "self": reverse("api:image-detail", args=[asset.id]),
+            "file": reverse("api:image-file", args=[asset.id]),
+            "thumbnail": reverse("api:image-thumbnail", args=[asset.id]),
+            "similar": reverse("api:image-similar", args=[asset.id]),
+            "page": reverse("search:detail", args=[slug, asset.id]),
+        }
+
+
+class ImageUploadSerializer(serializers.Serializer[Any]):
+    file = serializers.FileField(allow_empty_file=True, help_text="JPEG, PNG, WebP or GIF")
+    category = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
+    source = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")  # type: ignore[assignment]
+    tags = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000, default="", help_text="comma-separated"
+    )
+
+
+class ImageListParams(forms.Form):
+    status = forms.ChoiceField(required=False, choices=AssetStatus.choices)
+    category = forms.CharField(required=False, max_length=100)
+    source = forms.CharField(required=False, max_length=100)
+    tag = forms.CharField(required=False, max_length=50)
+    uploaded_from = forms.DateField(required=False)
+    uploaded_to = forms.DateField(required=False)
+
+
+def form_errors(form: forms.Form) -> DRFValidationError:
+    return DRFValidationError({field: [str(e) for e in errors] for field, errors in form.errors.items()})
+
+
+class ImagePagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class ImageViewSet(
+    TenantScopedMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet[ImageAsset],
+):
+    """The tenant's images. An id of another tenant is a 404, exactly as a missing one."""
+
+    queryset = ImageAsset.objects.select_related("tenant").order_by("-created_at")
+    serializer_class = ImageSerializer
+    pagination_class = ImagePagination
+    parser_classes = [MultiPartParser, FormParser]
+    lookup_value_converter = "uuid"
+
+    def required_permission(self, request: Request) -> Need:
+        if request.method == "POST" and self.action == "create":
+            return "upload"
+        if request.method == "DELETE":
+            return "delete"
+        return None
+
+    def filter_queryset(self, queryset: Any) -> Any:
+        if self.action != "list":
+            return queryset
+        params = ImageListParams(self.request.query_params)
+        if not params.is_valid():
+            raise form_errors(params)
+        data = params.cleaned_data
+        if data["status"]:
+            queryset = queryset.filter(status=data["status"])
+        filters = SearchFilters(
+            category=data["category"],
+            source=data["source"],
+            tags=(data["tag"].strip().lower(),) if data["tag"] else (),
+            uploaded_from=data["uploaded_from"],
+            uploaded_to=data["uploaded_to"],
+        )
+        return filters.apply(queryset)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, enum=AssetStatus.values),
+            OpenApiParameter("category", OpenApiTypes.STR),
+            OpenApiParameter("source", OpenApiTypes.STR),
+            OpenApiParameter("tag", OpenApiTypes.STR),
+            OpenApiParameter("uploaded_from", OpenApiTypes.DATE),
+            OpenApiParameter("uploaded_to", OpenApiTypes.DATE),
+        ]
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=ImageUploadSerializer, responses={201: ImageSerializer, 200: ImageSerializer})
+    def create(self, request: Request) -> Response:
+        """Uploads one image (201); the same bytes again answer 200 with the existing image."""
+        upload = ImageUploadSerializer(data=request.data)
+        upload.is_valid(raise_exception=True)
+        data = upload.validated_data
+        [outcome] = assets_upload(
+            tenant=self.tenant,
+            uploaded_by=request.user,  # type: ignore[arg-type]
+            files=[data["file"]],
+            category=data["category"],
+            source=data["source"],
+            tags=data["tags"].split(","),
+        )
+        if outcome.error or outcome.asset is None:
+            raise DRFValidationError({"file": [outcome.error or "The file was refused."]})
+        code = status.HTTP_200_OK if outcome.duplicate else status.HTTP_201_CREATED
+        return Response(ImageSerializer(outcome.asset).data, status=code)
+
+    def perform_destroy(self, instance: ImageAsset) -> None:
+        asset_delete(asset=instance)
+
+    @extend_schema(responses={(200, "image/*"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"])
+    def file(self, request: Request, pk: str | None = None) -> FileResponse:
+        asset = self.get_object()
+        return stored_file_response(asset.file.name, ALLOWED_FORMATS[asset.image_format][1])
+
+    @extend_schema(responses={(200, "image/jpeg"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"])
+    def thumbnail(self, request: Request, pk: str | None = None) -> FileResponse:
+        return stored_file_response(self.get_object().thumbnail.name, "image/jpeg")

@@ -1,0 +1,64 @@
+"""Metadata filters a user may send, turned into a Chroma `where` clause and an ORM filter.
+
+Only these fields can be filtered on; the tenant condition is added by `search.index` alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from ingestion.models import ImageAsset
+from search.index import Where
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    category: str = ""
+    source: str = ""
+    tags: tuple[str, ...] = field(default_factory=tuple)
+    uploaded_from: date | None = None
+    uploaded_to: date | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.category or self.source or self.tags or self.uploaded_from or self.uploaded_to)
+
+    def _bounds(self) -> tuple[datetime | None, datetime | None]:
+        start = timezone.make_aware(datetime.combine(self.uploaded_from, time.min)) if self.uploaded_from else None
+        end = timezone.make_aware(datetime.combine(self.uploaded_to, time.max)) if self.uploaded_to else None
+        return start, end
+
+    def to_where(self) -> Where | None:
+        conditions: list[dict[str, Any]] = []
+        if self.category:
+            conditions.append({"category": {"$eq": self.category}})
+        if self.source:
+            conditions.append({"source": {"$eq": self.source}})
+        conditions.extend({f"tag:{tag}": {"$eq": True}} for tag in self.tags)
+        start, end = self._bounds()
+        if start:
+            conditions.append({"uploaded_at": {"$gte": int(start.timestamp())}})
+        if end:
+            conditions.append({"uploaded_at": {"$lte": int(end.timestamp())}})
+        if not conditions:
+            return None
+        return conditions[0] if len(conditions) == 1 else {"$and": conditions}
+
+    def apply(self, queryset: QuerySet[ImageAsset]) -> QuerySet[ImageAsset]:
+        if self.category:
+            queryset = queryset.filter(category=self.category)
+        if self.source:
+            queryset = queryset.filter(source=self.source)
+        for tag in self.tags:
+            queryset = queryset.filter(tag_index__contains=f",{tag},")
+        start, end = self._bounds()
+        if start:
+            queryset = queryset.filter(created_at__gte=start)
+        if end:
+            queryset = queryset.filter(created_at__lte=end)
+        return queryset

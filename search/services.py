@@ -1,0 +1,114 @@
+"""The three ways to search a tenant's images: by text, by an uploaded picture, and "more like this"
+from an image already indexed (its stored vector is reused, never re-embedded)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO
+
+from django.conf import settings
+
+from ingestion.models import AssetStatus, ImageAsset
+from ingestion.validation import validate_image
+from search import index
+from search.embedding import get_embedder
+from search.filters import SearchFilters
+from tenants.models import Tenant
+
+MAX_QUERY_LENGTH = 1000
+NO_FILTERS = SearchFilters()
+
+
+class SimilarUnavailable(Exception):
+    """The image has no vector yet (still processing, or failed)."""
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    asset: ImageAsset
+    score: float
+    distance: float
+
+
+def clamp_limit(limit: int | None) -> int:
+    if limit is None:
+        return settings.SEARCH_DEFAULT_LIMIT
+    return max(1, min(int(limit), settings.SEARCH_MAX_LIMIT))
+
+
+def _results(
+    tenant: Tenant,
+    hits: Sequence[index.Hit],
+    *,
+    limit: int,
+    min_score: float | None,
+    exclude: str | None = None,
+) -> list[SearchResult]:
+    kept = [hit for hit in hits if hit.id != exclude and (min_score is None or hit.score >= min_score)]
+    # Only images that are ready and still exist: the database is the authority on both.
+    assets = ImageAsset.objects.for_tenant(tenant).filter(status=AssetStatus.READY).select_related("tenant")
+    rows = {str(key): asset for key, asset in assets.in_bulk([hit.id for hit in kept]).items()}
+    results = []
+    for hit in kept:
+        asset = rows.get(hit.id)
+        if asset is not None:
+            results.append(SearchResult(asset=asset, score=hit.score, distance=hit.distance))
+    return results[:limit]
+
+
+def _query(
+    tenant: Tenant,
+    vector: Sequence[float],
+    *,
+    limit: int,
+    filters: SearchFilters,
+    min_score: float | None,
+    exclude: str | None = None,
+) -> list[SearchResult]:
+    limit = clamp_limit(limit)
+    # A little headroom for the image itself (more like this) and rows not ready any more.
+    hits = index.query_vectors(
+        tenant=tenant, embedding=vector, limit=limit + 1 + (exclude is not None), where=filters.to_where()
+    )
+    return _results(tenant, hits, limit=limit, min_score=min_score, exclude=exclude)
+
+
+def search_by_text(
+    *, tenant: Tenant, text: str, limit: int, filters: SearchFilters = NO_FILTERS, min_score: float | None = None
+) -> list[SearchResult]:
+    [vector] = get_embedder().embed_texts([text[:MAX_QUERY_LENGTH]])
+    return _query(tenant, vector, limit=limit, filters=filters, min_score=min_score)
+
+
+def search_by_image(
+    *,
+    tenant: Tenant,
+    file: IO[bytes],
+    byte_size: int,
+    limit: int,
+    filters: SearchFilters = NO_FILTERS,
+    min_score: float | None = None,
+) -> list[SearchResult]:
+    """The query picture is validated like an upload (ValidationError if refused) and never stored."""
+    validated = validate_image(file, byte_size=byte_size)
+    [vector] = get_embedder().embed_images([validated.upright_rgb])
+    return _query(tenant, vector, limit=limit, filters=filters, min_score=min_score)
+
+
+def search_similar(
+    *,
+    tenant: Tenant,
+    asset: ImageAsset,
+    limit: int,
+    filters: SearchFilters = NO_FILTERS,
+    min_score: float | None = None,
+) -> list[SearchResult]:
+    vectors = index.fetch_vectors(tenant=tenant, ids=[str(asset.id)])
+    if str(asset.id) not in vectors:
+        raise SimilarUnavailable(
+            f"{asset.original_filename} is {asset.get_status_display().lower()}; it has no vector yet."
+        )
+    return _query(
+        tenant, vectors[str(asset.id)], limit=limit, filters=filters, min_score=min_score, exclude=str(asset.id)
+    )

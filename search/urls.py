@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from search import views
+
+app_name = "search"
+
+urlpatterns = [
+    path("t/<slug:tenant_slug>/search/", views.search, name="search"),
+    path("t/<slug:tenant_slug>/images/<uuid:asset_id>/", views.detail, name="detail"),
+    path("t/<slug:tenant_slug>/images/<uuid:asset_id>/similar/", views.similar, name="similar"),
+    path("t/<slug:tenant_slug>/images/<uuid:asset_id>/delete/", views.delete, name="delete"),
+]

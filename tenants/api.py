@@ -1,0 +1,61 @@
+"""What every REST view shares: token authentication, the tenant taken from the token, and
+querysets scoped to it in one place that subclasses cannot bypass."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from django.db.models import Model, QuerySet
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from tenants.authentication import ApiTokenAuthentication
+from tenants.models import Membership, Tenant
+
+Need = Literal["upload", "delete"] | None
+
+
+class RolePermission(BasePermission):
+    """Reads (and searches) for every role; writes need the role's right, named by the view."""
+
+    message = "Your role in this tenant may search but not change images."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        membership = request.auth
+        if not isinstance(membership, Membership):
+            return False
+        need: Need = view.required_permission(request) if hasattr(view, "required_permission") else None
+        return need is None or bool(getattr(membership, f"can_{need}"))
+
+
+class TenantScopedMixin(APIView):
+    authentication_classes = [ApiTokenAuthentication]
+    permission_classes = [IsAuthenticated, RolePermission]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "get_queryset" in cls.__dict__:
+            raise TypeError(
+                f"{cls.__name__} may not override get_queryset: tenant scoping happens in TenantScopedMixin."
+            )
+
+    @property
+    def membership(self) -> Membership:
+        membership = self.request.auth
+        assert isinstance(membership, Membership)  # noqa: S101 (RolePermission has checked it)
+        return membership
+
+    @property
+    def tenant(self) -> Tenant:
+        return self.membership.tenant
+
+    def required_permission(self, request: Request) -> Need:
+        return None
+
+    def get_queryset(self) -> QuerySet[Any]:
+        queryset: QuerySet[Any] | None = getattr(self, "queryset", None)
+        if queryset is None:
+            raise TypeError(f"{type(self).__name__} needs a queryset to scope.")
+        model: type[Model] = queryset.model
+        return queryset.filter(tenant=self.tenant) if hasattr(model, "tenant") else queryset.none()

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from tenants.tokens import api_token_authenticate
+
+
+class ApiTokenAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Token <key>` or `Authorization: Bearer <key>`. The token's tenant and the
+    user's membership in it travel on `request.auth`."""
+
+    keywords = ("token", "bearer")
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].decode("latin-1").lower() not in self.keywords:
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("The Authorization header must be 'Token <key>' or 'Bearer <key>'.")
+        try:
+            key = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Invalid token.") from None
+        found = api_token_authenticate(key)
+        if found is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+        token, membership = found
+        return token.user, membership
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Token realm="api"'

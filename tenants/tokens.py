@@ -1,0 +1,61 @@
+"""API tokens: made, checked and revoked here."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from tenants.models import ApiToken, Membership, Tenant
+
+KEY_PREFIX = "isk_"
+# last_used_at is written at most this often per token, so every request does not write a row.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def hash_key(key: str) -> str:
+    # Keys carry 256 random bits: a fast hash is enough, and lookups stay one indexed query.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def api_token_create(*, tenant: Tenant, user: User, name: str) -> tuple[ApiToken, str]:
+    """Returns the token and its key; the key is not stored and cannot be shown again."""
+    if not Membership.objects.filter(tenant=tenant, user=user).exists():
+        raise ValidationError(f"{user.get_username()} is not a member of {tenant.slug}.")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        tenant=tenant, user=user, name=name.strip() or "API token", prefix=key[:12], key_hash=hash_key(key)
+    )
+    token.full_clean()
+    token.save()
+    return token, key
+
+
+def api_token_revoke(*, token: ApiToken) -> None:
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+
+
+def api_token_authenticate(key: str) -> tuple[ApiToken, Membership] | None:
+    """The active token for this key and its user's current membership, or None."""
+    token = (
+        ApiToken.objects.active()
+        .select_related("tenant", "user")
+        .filter(key_hash=hash_key(key), tenant__is_active=True, user__is_active=True)
+        .first()
+    )
+    if token is None:
+        return None
+    membership = Membership.objects.filter(tenant=token.tenant, user=token.user).select_related("tenant").first()
+    if membership is None:
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token, membership
