@@ -175,7 +175,14 @@ CLIP_MODEL = env_str("CLIP_MODEL", "ViT-B-32")
 CLIP_PRETRAINED = env_str("CLIP_PRETRAINED", "laion2b_s34b_b79k")
 CLIP_DEVICE = env_str("CLIP_DEVICE", "auto")
 CLIP_RANDOM_SEED = env_int("CLIP_RANDOM_SEED", 0)
+# auto: fp32 on CPU, bf16 (fp16 where bf16 is missing) on CUDA.
+CLIP_PRECISION = env_str("CLIP_PRECISION", "auto")
+# Images per forward pass; 0 picks 32 on CPU and 256 on CUDA.
+CLIP_BATCH_SIZE = env_int("CLIP_BATCH_SIZE", 0, minimum=0)
+# Images claimed per embedding task.
 EMBED_BATCH_SIZE = env_int("EMBED_BATCH_SIZE", 32, minimum=1)
+# Threads that decode and preprocess images ahead of the forward passes; 0 means one per core.
+EMBED_DECODE_THREADS = env_int("EMBED_DECODE_THREADS", 0, minimum=0)
 EMBED_MAX_ATTEMPTS = env_int("EMBED_MAX_ATTEMPTS", 5, minimum=1)
 # Images stuck in "pending" longer than this are queued again by the periodic sweep.
 EMBED_STALE_AFTER_SECONDS = env_int("EMBED_STALE_AFTER_SECONDS", 600, minimum=10)

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import unicodedata
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import IO
+from typing import IO, Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -19,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
+from PIL import Image
 
 from ingestion.imaging import load_rgb, make_thumbnail
 from ingestion.models import AssetStatus, ImageAsset
@@ -258,28 +261,23 @@ def assets_embed(*, asset_ids: Sequence[str]) -> EmbedReport:
                 enqueue_embedding([suspect.id])
             report.deferred = [str(a.id) for a in suspects]
             assets = [a for a in assets if a.attempts == 1]
-    work: list[tuple[ImageAsset, object]] = []
+    candidates = []
     for asset in assets:
         if asset.attempts > settings.EMBED_MAX_ATTEMPTS:
             _fail(asset, f"Gave up after {settings.EMBED_MAX_ATTEMPTS} attempts: processing this image kept crashing.")
             report.failed.append(str(asset.id))
-            continue
-        try:
-            with default_storage.open(asset.file.name or "", "rb") as handle:
-                work.append((asset, load_rgb(handle)))
-        except (OSError, ValueError, SyntaxError) as exc:
-            _fail(asset, f"The stored file could not be decoded: {exc}")
-            report.failed.append(str(asset.id))
-    if not work:
+        else:
+            candidates.append(asset)
+    if not candidates:
         return report
 
-    embedder = get_embedder()
     by_tenant: dict[int, list[tuple[ImageAsset, list[float]]]] = defaultdict(list)
-    for start in range(0, len(work), settings.EMBED_BATCH_SIZE):
-        chunk = work[start : start + settings.EMBED_BATCH_SIZE]
-        vectors = embedder.embed_images([image for _, image in chunk])  # type: ignore[misc]
-        for (asset, _), vector in zip(chunk, vectors, strict=True):
-            by_tenant[asset.tenant_id].append((asset, vector))
+    work: list[ImageAsset] = []
+    for asset, vector in _embed_stored_images(candidates, report):
+        work.append(asset)
+        by_tenant[asset.tenant_id].append((asset, vector))
+    if not work:
+        return report
     try:
         for rows in by_tenant.values():
             index.upsert_vectors(
@@ -289,14 +287,40 @@ def assets_embed(*, asset_ids: Sequence[str]) -> EmbedReport:
                 metadatas=[_chroma_metadata(asset) for asset, _ in rows],
             )
     except index.IndexUnavailable:
-        _release([asset.id for asset, _ in work])
+        _release([asset.id for asset in work])
         raise
-    ready_ids = [asset.id for asset, _ in work]
+    ready_ids = [asset.id for asset in work]
     ImageAsset.objects.filter(id__in=ready_ids, status=AssetStatus.PROCESSING).update(
         status=AssetStatus.READY, failure_reason="", embedded_at=timezone.now(), updated_at=timezone.now()
     )
     report.ready.extend(str(i) for i in ready_ids)
     return report
+
+
+def _embed_stored_images(assets: Sequence[ImageAsset], report: EmbedReport) -> Iterator[tuple[ImageAsset, list[float]]]:
+    """Decodes and preprocesses in a thread pool that runs ahead of the forward passes (decoding
+    releases the GIL), so the model is never left waiting for JPEGs. A file that cannot be decoded
+    fails alone."""
+    embedder = get_embedder()
+    min_side = 2 * embedder.image_size
+
+    def prepare(asset: ImageAsset) -> Any:
+        with default_storage.open(asset.file.name or "", "rb") as handle:
+            return embedder.preprocess(load_rgb(handle, min_side=min_side))
+
+    threads = settings.EMBED_DECODE_THREADS or os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode") as pool:
+        pending = [(asset, pool.submit(prepare, asset)) for asset in assets]
+        for start in range(0, len(pending), embedder.batch_size):
+            ready: list[tuple[ImageAsset, Any]] = []
+            for asset, future in pending[start : start + embedder.batch_size]:
+                try:
+                    ready.append((asset, future.result()))
+                except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, MemoryError) as exc:
+                    _fail(asset, f"The stored file could not be decoded: {exc}")
+                    report.failed.append(str(asset.id))
+            vectors = embedder.embed_preprocessed([tensor for _, tensor in ready])
+            yield from zip((asset for asset, _ in ready), vectors, strict=True)
 
 
 def _release(asset_ids: Sequence[uuid.UUID]) -> None:

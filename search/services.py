@@ -77,7 +77,7 @@ def _query(
 def search_by_text(
     *, tenant: Tenant, text: str, limit: int, filters: SearchFilters = NO_FILTERS, min_score: float | None = None
 ) -> list[SearchResult]:
-    [vector] = get_embedder().embed_texts([text[:MAX_QUERY_LENGTH]])
+    [vector] = get_embedder("text").embed_texts([text[:MAX_QUERY_LENGTH]])
     return _query(tenant, vector, limit=limit, filters=filters, min_score=min_score)
 
 
@@ -92,7 +92,7 @@ def search_by_image(
 ) -> list[SearchResult]:
     """The query picture is validated like an upload (ValidationError if refused) and never stored."""
     validated = validate_image(file, byte_size=byte_size)
-    [vector] = get_embedder().embed_images([validated.upright_rgb])
+    [vector] = get_embedder("image").embed_images([validated.upright_rgb])
     return _query(tenant, vector, limit=limit, filters=filters, min_score=min_score)
 
 

@@ -109,3 +109,39 @@ def test_each_model_and_weights_get_their_own_vector_space():
         model_key(ModelSpec(name="ViT-B-32", pretrained="laion2b_s34b_b79k")),
     }
     assert len(keys) == 4
+
+
+def test_a_text_only_model_holds_no_image_tower_and_embeds_texts_the_same():
+    spec = ModelSpec(name=TEST_MODEL, pretrained=str(CHECKPOINT), device="cpu")
+    text_only = ClipEmbedder(spec, towers=("text",))
+
+    def weights(embedder):
+        return sum(p.numel() for p in embedder._model.parameters())
+
+    assert weights(text_only) < 0.7 * weights(get_embedder())
+    for mine, full in zip(text_only.embed_texts(TEXTS), get_embedder().embed_texts(TEXTS), strict=True):
+        assert cosine(mine, full) >= 0.99999
+    with pytest.raises(RuntimeError, match="texts only"):
+        text_only.embed_images([load_rgb(str(SAMPLES / "dog.jpg"))])
+
+
+def test_a_process_that_only_searches_text_loads_only_the_text_tower(monkeypatch):
+    from search import embedding
+
+    monkeypatch.setattr(embedding, "_loaded", {})
+    assert get_embedder("text").towers == ("text",)
+    assert set(get_embedder("image").towers) == {"image", "text"}
+    assert set(get_embedder("text").towers) == {"image", "text"}  # the whole model serves texts too
+
+
+def test_large_jpegs_are_decoded_at_reduced_scale_without_changing_the_embedding(tmp_path):
+    photo = Image.open(SAMPLES / "dog.jpg").resize((3200, 1800), Image.Resampling.BICUBIC)
+    path = tmp_path / "big.jpg"
+    photo.save(path, quality=92)
+    full = load_rgb(str(path))
+    reduced = load_rgb(str(path), min_side=448)
+    assert full.size == (3200, 1800)
+    assert 448 <= min(reduced.size) < 900
+    embedder = get_embedder()
+    [a, b] = embedder.embed_images([full, reduced])
+    assert cosine(a, b) >= 0.999

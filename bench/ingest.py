@@ -1,0 +1,133 @@
+"""Ingest throughput: Chroma's reference pipeline against the worker's own code path, same JPEGs,
+same model and checkpoint, one run. `python -m bench.ingest [--count 200] [--repeats 3]`"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+
+from bench._common import machine, make_photos, matmul_peak_gflops, median, setup_django, stopwatch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=200, help="JPEGs (at least 200 for quoted figures)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each pipeline; medians are printed")
+    parser.add_argument("--model", default="ViT-B-32")
+    parser.add_argument("--skip-baseline", action="store_true", help="measure only our pipeline and the model")
+    args = parser.parse_args()
+
+    workdir = setup_django(model=args.model)
+    import chromadb
+    import numpy as np
+    import torch
+    from chromadb.config import Settings as ChromaSettings
+    from chromadb.utils.data_loaders import ImageLoader
+    from chromadb.utils.embedding_functions import OpenCLIPEmbeddingFunction
+    from django.conf import settings
+    from PIL import Image
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ingestion.models import AssetStatus, ImageAsset
+    from ingestion.services import assets_embed
+    from search import index
+    from search.embedding import get_embedder
+    from tenants.services import tenant_create
+
+    photos = make_photos(args.count)
+    megapixels = [Image.open(p).width * Image.open(p).height / 1e6 for p in photos]
+    embedder = get_embedder()
+    print(f"machine: {machine()}")
+    print(
+        f"model: {args.model}, random weights from checkpoint {settings.CLIP_PRETRAINED}, device {embedder.device}, {embedder.dtype}"
+    )
+    print(
+        f"images: {len(photos)} JPEGs, {min(megapixels):.1f} to {max(megapixels):.1f} MP (median {median(megapixels):.1f} MP)"
+    )
+    ids = [f"img-{i}" for i in range(len(photos))]
+
+    baseline_rates: list[float] = []
+    baseline_vectors: dict[str, list[float]] = {}
+    if not args.skip_baseline:
+        reference = OpenCLIPEmbeddingFunction(
+            model_name=args.model, checkpoint=str(settings.CLIP_PRETRAINED), device=embedder.device
+        )
+        client = chromadb.PersistentClient(
+            path=str(workdir / "baseline"), settings=ChromaSettings(anonymized_telemetry=False)
+        )
+        for run in range(args.repeats):
+            collection = client.create_collection(
+                f"baseline-{run}",
+                embedding_function=reference,
+                data_loader=ImageLoader(),
+                configuration={"hnsw": {"space": "cosine"}},
+            )  # type: ignore[arg-type]
+            with stopwatch() as elapsed:
+                for start in range(0, len(photos), 32):
+                    collection.add(ids=ids[start : start + 32], uris=[str(p) for p in photos[start : start + 32]])
+            baseline_rates.append(len(photos) / elapsed())
+            print(f"  baseline run {run + 1}: {baseline_rates[-1]:.2f} images/s")
+        got = collection.get(ids=ids, include=["embeddings"])
+        baseline_vectors = dict(zip(got["ids"], got["embeddings"], strict=True))
+
+    tenant = tenant_create(slug="bench", name="Bench")
+    media = settings.MEDIA_ROOT / "bench"
+    media.mkdir(parents=True, exist_ok=True)
+    assets = []
+    for i, path in enumerate(photos):
+        shutil.copyfile(path, media / path.name)
+        with Image.open(path) as image:
+            width, height = image.size
+        assets.append(ImageAsset(
+            tenant=tenant, original_filename=path.name, file=f"bench/{path.name}", sha256=f"{i:064d}",
+            image_format="JPEG", byte_size=path.stat().st_size, width=width, height=height,
+        ))  # fmt: skip
+    ImageAsset.objects.bulk_create(assets)
+    asset_ids = [str(a.id) for a in assets]
+    our_rates = []
+    for run in range(args.repeats):
+        ImageAsset.objects.update(status=AssetStatus.PENDING, attempts=0)
+        index.delete_tenant_vectors(tenant=tenant)
+        with stopwatch() as elapsed:
+            for start in range(0, len(asset_ids), settings.EMBED_BATCH_SIZE):
+                assets_embed(asset_ids=asset_ids[start : start + settings.EMBED_BATCH_SIZE])
+        assert ImageAsset.objects.filter(status=AssetStatus.READY).count() == len(photos)
+        our_rates.append(len(photos) / elapsed())
+        print(f"  ours run {run + 1}: {our_rates[-1]:.2f} images/s")
+    ours = index.fetch_vectors(tenant=tenant, ids=asset_ids)
+
+    batch = torch.randn(embedder.batch_size, 3, embedder.image_size, embedder.image_size)
+    with FlopCounterMode(display=False) as counter:
+        embedder.embed_preprocessed(list(batch[:1]))
+    flops_per_image = counter.get_total_flops()
+    embedder.embed_preprocessed(list(batch))
+    model_rates = []
+    for _ in range(max(3, args.repeats)):
+        with stopwatch() as elapsed:
+            embedder.embed_preprocessed(list(batch))
+        model_rates.append(len(batch) / elapsed())
+    peak = matmul_peak_gflops("float32" if embedder.device == "cpu" else "bfloat16")
+    model_rate = median(model_rates)
+    achieved = model_rate * flops_per_image / 1e9
+
+    print()
+    if baseline_rates:
+        print(
+            f"baseline  Chroma OpenCLIPEmbeddingFunction + ImageLoader, add(uris) in batches of 32: {median(baseline_rates):.2f} images/s (median of {len(baseline_rates)})"
+        )
+    print(
+        f"ours      worker path (claim, decode ahead in threads, batched forward, upsert, mark ready): {median(our_rates):.2f} images/s (median of {len(our_rates)})"
+    )
+    if baseline_rates:
+        print(f"ratio     {median(our_rates) / median(baseline_rates):.1f}x")
+        cosines = [float(np.dot(ours[a], baseline_vectors[b])) for a, b in zip(asset_ids, ids, strict=True)]
+        print(f"agreement cosine(ours, baseline) per image: median {median(cosines):.5f}, min {min(cosines):.5f}")
+    print(
+        f"model     image tower alone, batch {len(batch)}: {model_rate:.2f} images/s = {achieved:.0f} GFLOP/s "
+        f"({flops_per_image / 1e9:.2f} GFLOP/image); matmul peak {peak:.0f} GFLOP/s; share {achieved / peak:.0%}"
+    )
+    print(f"end to end {median(our_rates) / model_rate:.0%} of the model-only rate")
+
+
+if __name__ == "__main__":
+    main()
