@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv run worker beat chroma test lint format services system-deps check-model bench-ingest clean
+.PHONY: venv run worker beat chroma test lint format services system-deps check-model bench-ingest bench-query bench-latency gpu-wheels clean
 
 venv: $(VENV)/.installed
 
@@ -53,6 +53,28 @@ lint: venv
 format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+## Benchmarks (see README): figures and ratios against a baseline measured in the same run.
+bench-ingest: venv
+	$(PY) -m bench.ingest
+
+bench-query: venv
+	$(PY) -m bench.query
+
+bench-latency: venv services
+	$(PY) -m bench.latency
+
+## Wheels for the GPU check on a device machine (Python 3.12 there): see bench/gpu.sh.
+gpu-wheels: venv
+	rm -rf .whl && mkdir -p .whl
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+	  $$(grep -E '^(Django|djangorestframework|drf-spectacular|celery|redis|chromadb|open-clip-torch|psycopg|whitenoise|django-stubs-ext)' requirements.txt | sed 's/\[.*\]//') \
+	  asgiref sqlparse ftfy wcwidth kombu vine billiard amqp click click-didyoumean click-repl click-plugins prompt-toolkit \
+	  pybase64 orjson overrides pypika mmh3 posthog opentelemetry-api opentelemetry-sdk opentelemetry-semantic-conventions \
+	  opentelemetry-exporter-otlp-proto-grpc opentelemetry-exporter-otlp-proto-common opentelemetry-proto \
+	  inflection uritemplate jsonschema jsonschema-specifications referencing rpds-py pydantic pydantic-core typing-inspection annotated-types
+	du -sh .whl
 
 clean:
 	rm -rf var test-output .pytest_cache .mypy_cache .ruff_cache

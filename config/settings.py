@@ -181,6 +181,9 @@ CLIP_PRECISION = env_str("CLIP_PRECISION", "auto")
 CLIP_BATCH_SIZE = env_int("CLIP_BATCH_SIZE", 0, minimum=0)
 # Images claimed per embedding task.
 EMBED_BATCH_SIZE = env_int("EMBED_BATCH_SIZE", 32, minimum=1)
+# Large JPEGs are decoded at the smallest DCT scale that keeps this many pixels on the shorter side;
+# 0 means the model's input size (224 for ViT-B-32). Larger values cost decode time for no gain.
+EMBED_DECODE_MIN_SIDE = env_int("EMBED_DECODE_MIN_SIDE", 0, minimum=0)
 # Threads that decode and preprocess images ahead of the forward passes; 0 means one per core.
 EMBED_DECODE_THREADS = env_int("EMBED_DECODE_THREADS", 0, minimum=0)
 EMBED_MAX_ATTEMPTS = env_int("EMBED_MAX_ATTEMPTS", 5, minimum=1)

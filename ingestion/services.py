@@ -302,7 +302,7 @@ def _embed_stored_images(assets: Sequence[ImageAsset], report: EmbedReport) -> I
     releases the GIL), so the model is never left waiting for JPEGs. A file that cannot be decoded
     fails alone."""
     embedder = get_embedder()
-    min_side = 2 * embedder.image_size
+    min_side = settings.EMBED_DECODE_MIN_SIDE or embedder.image_size
 
     def prepare(asset: ImageAsset) -> Any:
         with default_storage.open(asset.file.name or "", "rb") as handle:

@@ -1,13 +1,17 @@
 """The one door to Chroma. Every read and write names a tenant, and the tenant condition is
 always added here, as `$eq` inside `$and`, so nothing a caller passes can remove or widen it.
 
-One collection per embedding model (see `search.embedding.model_key`): vectors of two models
-never share a space. Chroma is a server (`CHROMA_URL`) whenever web and workers are separate
-processes, and an embedded directory (`CHROMA_PATH`) in the single-process default.
+One collection per tenant and embedding model (`<model key>-<tenant key>`, see
+`search.embedding.model_key`): vectors of two models never share a space, and a query searches
+only its tenant's vectors. One shared collection filtered by tenant lost recall for small tenants
+(Chroma's filtered HNSW walk finds few allowed neighbours: recall@10 fell to 0.7) and paid for the
+metadata filter on every query. Chroma is a server (`CHROMA_URL`) whenever web and workers are
+separate processes, and an embedded directory (`CHROMA_PATH`) in the single-process default.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -20,6 +24,7 @@ import httpx
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
+from chromadb.errors import NotFoundError
 from django.conf import settings
 
 from search.embedding import current_model_key
@@ -52,6 +57,11 @@ class Hit:
         return 1.0 - self.distance
 
 
+# Graph settings for each tenant's collection: more neighbours and a much wider search than Chroma's
+# defaults (16, 100). Measured by bench/query on 20,000 vectors: recall@10 0.93 at ef_search 128,
+# 0.99 at 512, for about 4 ms more per query.
+HNSW_CONFIGURATION = {"space": "cosine", "max_neighbors": 32, "ef_construction": 200, "ef_search": 512}
+
 _lock = threading.Lock()
 _client: ClientAPI | None = None
 _collections: dict[str, Collection] = {}
@@ -71,24 +81,38 @@ def _make_client() -> ClientAPI:
     return chromadb.PersistentClient(path=str(settings.CHROMA_PATH), settings=chroma_settings)
 
 
-def _collection() -> Collection:
+def collection_name(tenant: TenantScoped) -> str:
+    return f"{current_model_key()}-{_tenant_key(tenant)}"
+
+
+def _connected() -> ClientAPI:
     global _client
-    name = current_model_key()
+    if _client is None:
+        try:
+            _client = _make_client()
+        except (httpx.TransportError, ValueError, ConnectionError) as exc:
+            raise IndexUnavailable(f"Chroma is unreachable: {exc}") from exc
+    return _client
+
+
+def _collection(tenant: TenantScoped) -> Collection:
+    global _client
+    name = collection_name(tenant)
     with _lock:
         if name in _collections:
             return _collections[name]
         try:
-            if _client is None:
-                _client = _make_client()
-            collection = _client.get_or_create_collection(
+            collection = _connected().get_or_create_collection(
                 name,
-                configuration={"hnsw": {"space": "cosine"}},
-                metadata={"purpose": "image-search", "model": name},
+                configuration={"hnsw": HNSW_CONFIGURATION},  # type: ignore[typeddict-item,arg-type]
+                metadata={"purpose": "image-search", "model": current_model_key(), TENANT_KEY: _tenant_key(tenant)},
                 embedding_function=None,
             )
         except (httpx.TransportError, ValueError, ConnectionError) as exc:
             _client = None
             raise IndexUnavailable(f"Chroma is unreachable: {exc}") from exc
+        if (collection.metadata or {}).get(TENANT_KEY) != _tenant_key(tenant):
+            raise RuntimeError(f"Collection {name} does not belong to tenant {_tenant_key(tenant)}.")
         _collections[name] = collection
         return collection
 
@@ -142,7 +166,7 @@ def upsert_vectors(
         tagged.append({**metadata, TENANT_KEY: key})
     _call(
         "upsert",
-        _collection().upsert,
+        _collection(tenant).upsert,
         ids=list(ids),
         embeddings=[list(vector) for vector in embeddings],
         metadatas=tagged,
@@ -151,17 +175,22 @@ def upsert_vectors(
 
 def delete_vectors(*, tenant: TenantScoped, ids: Sequence[str]) -> None:
     if ids:
-        _call("delete", _collection().delete, ids=list(ids), where=scoped_where(tenant))
+        _call("delete", _collection(tenant).delete, ids=list(ids), where=scoped_where(tenant))
 
 
 def delete_tenant_vectors(*, tenant: TenantScoped) -> None:
-    _call("delete", _collection().delete, where=scoped_where(tenant))
+    """Drops the tenant's collection for the current model."""
+    name = collection_name(tenant)
+    with _lock:
+        _collections.pop(name, None)
+    with contextlib.suppress(NotFoundError):  # nothing was ever stored
+        _call("delete_collection", lambda: _connected().delete_collection(name))
 
 
 def fetch_vectors(*, tenant: TenantScoped, ids: Sequence[str]) -> dict[str, list[float]]:
     if not ids:
         return {}
-    result = _call("get", _collection().get, ids=list(ids), where=scoped_where(tenant), include=["embeddings"])
+    result = _call("get", _collection(tenant).get, ids=list(ids), where=scoped_where(tenant), include=["embeddings"])
     embeddings = result["embeddings"] if result["embeddings"] is not None else []
     return {id_: [float(x) for x in vector] for id_, vector in zip(result["ids"], embeddings, strict=True)}
 
@@ -169,25 +198,33 @@ def fetch_vectors(*, tenant: TenantScoped, ids: Sequence[str]) -> dict[str, list
 def fetch_metadata(*, tenant: TenantScoped, ids: Sequence[str]) -> dict[str, Mapping[str, MetadataValue]]:
     if not ids:
         return {}
-    result = _call("get", _collection().get, ids=list(ids), where=scoped_where(tenant), include=["metadatas"])
+    result = _call("get", _collection(tenant).get, ids=list(ids), where=scoped_where(tenant), include=["metadatas"])
     return dict(zip(result["ids"], result["metadatas"] or [], strict=True))
 
 
 def count_vectors(*, tenant: TenantScoped) -> int:
-    result = _call("get", _collection().get, where=scoped_where(tenant), include=[])
+    result = _call("get", _collection(tenant).get, where=scoped_where(tenant), include=[])
     return len(result["ids"])
 
 
 def query_vectors(
     *, tenant: TenantScoped, embedding: Sequence[float], limit: int, where: Where | None = None
 ) -> list[Hit]:
+    """The tenant's nearest vectors. With user filters the query carries
+    `{"$and": [{"tenant": {"$eq": key}}, filters]}`. Without them it searches the tenant's own
+    collection unfiltered: Chroma evaluates a `where` by scanning the metadata of every record it
+    matches, 130 ms for a tenant of 20,000 images against 4 ms for the HNSW walk (bench/query),
+    and here it could only match everything. The collection is the tenant's (checked on open),
+    and every hit's `tenant` metadata is still checked below."""
+    collection = _collection(tenant)
+    options: dict[str, Any] = {"where": scoped_where(tenant, where)} if where else {}
     result = _call(
         "query",
-        _collection().query,
+        collection.query,
         query_embeddings=[list(embedding)],
         n_results=limit,
-        where=scoped_where(tenant, where),
         include=["distances", "metadatas"],
+        **options,
     )
     key = _tenant_key(tenant)
     hits = []

@@ -46,9 +46,14 @@ def _results(
     exclude: str | None = None,
 ) -> list[SearchResult]:
     kept = [hit for hit in hits if hit.id != exclude and (min_score is None or hit.score >= min_score)]
-    # Only images that are ready and still exist: the database is the authority on both.
-    assets = ImageAsset.objects.for_tenant(tenant).filter(status=AssetStatus.READY).select_related("tenant")
-    rows = {str(key): asset for key, asset in assets.in_bulk([hit.id for hit in kept]).items()}
+    # Only the tenant's images that are ready and still exist: the database is the authority. Rows are
+    # fetched by primary key and checked here, which stays a few index lookups however large the tenant.
+    found = ImageAsset.objects.select_related("tenant").in_bulk([hit.id for hit in kept])
+    rows = {
+        str(key): asset
+        for key, asset in found.items()
+        if asset.tenant_id == tenant.pk and asset.status == AssetStatus.READY
+    }
     results = []
     for hit in kept:
         asset = rows.get(hit.id)

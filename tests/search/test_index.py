@@ -98,3 +98,21 @@ def test_an_unreachable_server_is_reported_as_retryable(settings):
             index.count_vectors(tenant=tenants()[0])
     finally:
         index.reset_connection()
+
+
+def test_each_tenant_has_its_own_collection_per_model(settings):
+    red, blue = tenants()
+    assert index.collection_name(red) != index.collection_name(blue)
+    before = index.collection_name(red)
+    settings.CLIP_RANDOM_SEED = 4
+    assert index.collection_name(red) != before
+
+
+def test_deleting_a_tenants_vectors_leaves_the_others(backend):
+    red, blue = tenants()
+    for tenant in (red, blue):
+        index.upsert_vectors(tenant=tenant, ids=["x"], embeddings=[[1.0, 0.0, 0.0]], metadatas=[{"category": ""}])
+    index.delete_tenant_vectors(tenant=red)
+    assert index.count_vectors(tenant=red) == 0
+    assert index.count_vectors(tenant=blue) == 1
+    index.delete_tenant_vectors(tenant=red)  # again: nothing left to delete, no error
