@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -353,6 +354,38 @@ def assets_requeue(*, assets: Iterable[ImageAsset]) -> int:
     )
     enqueue_embedding(ids)
     return len(ids)
+
+
+def assets_reembed(*, assets: Iterable[ImageAsset]) -> int:
+    """Queues images again whatever their state, e.g. ready ones whose vector went missing."""
+    ids = [asset.id for asset in assets]
+    ImageAsset.objects.filter(id__in=ids).update(
+        status=AssetStatus.PENDING, attempts=0, failure_reason="", updated_at=timezone.now()
+    )
+    enqueue_embedding(ids)
+    return len(ids)
+
+
+def tenant_delete(*, tenant: Tenant) -> None:
+    """Removes a tenant with everything it owns: its vectors (its collection), its files, its rows.
+    If Chroma cannot be reached nothing is removed (IndexUnavailable)."""
+    index.delete_tenant_vectors(tenant=tenant)
+    prefix = _storage_prefix(tenant)
+    with transaction.atomic():
+        tenant.delete()
+        transaction.on_commit(lambda: _delete_tree(prefix))
+
+
+def _delete_tree(folder: str) -> None:
+    if not default_storage.exists(folder):
+        return
+    folders, files = default_storage.listdir(folder)
+    for name in files:
+        default_storage.delete(f"{folder}/{name}")
+    for sub in folders:
+        _delete_tree(f"{folder}/{sub}")
+    with contextlib.suppress(OSError):
+        default_storage.delete(folder)
 
 
 def assets_requeue_stale() -> int:

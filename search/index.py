@@ -234,3 +234,46 @@ def query_vectors(
             continue
         hits.append(Hit(id=id_, distance=float(distance), metadata=metadata))
     return hits
+
+
+def vector_ids(*, tenant: TenantScoped) -> set[str]:
+    """Ids of the tenant's vectors (tagged with its key) for the current model."""
+    result = _call("get", _collection(tenant).get, where=scoped_where(tenant), include=[])
+    return set(result["ids"])
+
+
+def remove_untagged_vectors(*, tenant: TenantScoped) -> int:
+    """Deletes vectors in the tenant's collection whose `tenant` key is missing or another's.
+    No query can return them (results are checked against the key), but they must not linger."""
+    collection = _collection(tenant)
+    key = _tenant_key(tenant)
+    result = _call("get", collection.get, include=["metadatas"])
+    strays = [
+        id_ for id_, metadata in zip(result["ids"], result["metadatas"] or [], strict=True)
+        if (metadata or {}).get(TENANT_KEY) != key
+    ]  # fmt: skip
+    if strays:
+        _call("delete", collection.delete, ids=strays)
+    return len(strays)
+
+
+def stored_tenant_keys() -> set[str]:
+    """The tenant keys that have a collection for the current model."""
+    model = current_model_key()
+    collections = _call("list_collections", lambda: _connected().list_collections())
+    keys = set()
+    for collection in collections:
+        metadata = collection.metadata or {}
+        if metadata.get("model") == model and isinstance(metadata.get(TENANT_KEY), str):
+            keys.add(metadata[TENANT_KEY])
+    return keys
+
+
+@dataclass(frozen=True)
+class _Key:
+    vector_key: str
+
+
+def drop_tenant_key(key: str) -> None:
+    """Drops the collection of a tenant that exists no more."""
+    delete_tenant_vectors(tenant=_Key(key))

@@ -117,3 +117,42 @@ def search_similar(
     return _query(
         tenant, vectors[str(asset.id)], limit=limit, filters=filters, min_score=min_score, exclude=str(asset.id)
     )
+
+
+@dataclass
+class ReconcileReport:
+    requeued: int = 0
+    orphans_removed: int = 0
+    untagged_removed: int = 0
+    collections_dropped: int = 0
+
+
+def index_reconcile(*, dry_run: bool = False) -> ReconcileReport:
+    """Makes Chroma agree with the database: ready images without a vector are queued again,
+    vectors without an image are removed, vectors without the right tenant key are removed, and
+    collections of tenants that no longer exist are dropped."""
+    from ingestion.services import assets_reembed
+
+    report = ReconcileReport()
+    tenants = list(Tenant.objects.all())
+    for tenant in tenants:
+        rows = dict(ImageAsset.objects.for_tenant(tenant).values_list("id", "status"))
+        known = {str(key) for key in rows}
+        ready = {str(key) for key, status in rows.items() if status == AssetStatus.READY}
+        stored = index.vector_ids(tenant=tenant)
+        missing = ready - stored
+        orphans = stored - known
+        report.requeued += len(missing)
+        report.orphans_removed += len(orphans)
+        if dry_run:
+            continue
+        if missing:
+            assets_reembed(assets=ImageAsset.objects.for_tenant(tenant).filter(id__in=missing))
+        index.delete_vectors(tenant=tenant, ids=sorted(orphans))
+        report.untagged_removed += index.remove_untagged_vectors(tenant=tenant)
+    gone = index.stored_tenant_keys() - {tenant.vector_key for tenant in tenants}
+    report.collections_dropped = len(gone)
+    if not dry_run:
+        for key in gone:
+            index.drop_tenant_key(key)
+    return report

@@ -6,7 +6,7 @@ from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 
 from ingestion.models import AssetStatus, ImageAsset
-from ingestion.services import assets_requeue
+from ingestion.services import assets_requeue, tenant_delete
 from tenants.models import ApiToken, Membership, Tenant
 from tenants.tokens import api_token_revoke
 
@@ -54,6 +54,13 @@ class TenantAdmin(admin.ModelAdmin[Tenant]):
     @admin.display(description="Failed images", ordering="n_failed")
     def failed(self, tenant: Tenant) -> int:
         return tenant.n_failed  # type: ignore[attr-defined,no-any-return]
+
+    def delete_model(self, request: HttpRequest, obj: Tenant) -> None:
+        tenant_delete(tenant=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        for tenant in queryset:
+            tenant_delete(tenant=tenant)
 
     @admin.action(description="Re-queue failed images of the selected tenants")
     def requeue_failed_images(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:

@@ -2,10 +2,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from tenants import ratelimit
 from tenants.tokens import api_token_authenticate
+
+SCOPE = "token"
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
@@ -20,12 +24,18 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             return None
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("The Authorization header must be 'Token <key>' or 'Bearer <key>'.")
+        if ratelimit.is_blocked(SCOPE, request):
+            raise exceptions.Throttled(
+                wait=settings.AUTH_FAILURE_WINDOW_SECONDS, detail="Too many invalid tokens from this address."
+            )
         try:
             key = header[1].decode("ascii")
         except UnicodeDecodeError:
+            ratelimit.record_failure(SCOPE, request)
             raise exceptions.AuthenticationFailed("Invalid token.") from None
         found = api_token_authenticate(key)
         if found is None:
+            ratelimit.record_failure(SCOPE, request)
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
         token, membership = found
         return token.user, membership

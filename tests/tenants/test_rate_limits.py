@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from tenants.tokens import api_token_create
+from tests.factories import PASSWORD
+
+
+def test_repeated_failed_logins_lock_the_client_out_even_with_the_right_password(acme, bob, client, settings):
+    settings.AUTH_FAILURE_LIMIT = 3
+    for _ in range(3):
+        assert client.post(reverse("login"), {"username": "bob", "password": "wrong"}).status_code == 200
+    blocked = client.post(reverse("login"), {"username": "bob", "password": PASSWORD})
+    assert blocked.status_code == 429
+    assert "Too many failed attempts" in blocked.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_a_successful_login_clears_the_count(acme, bob, client, settings):
+    settings.AUTH_FAILURE_LIMIT = 3
+    client.post(reverse("login"), {"username": "bob", "password": "wrong"})
+    client.post(reverse("login"), {"username": "bob", "password": "wrong"})
+    assert client.post(reverse("login"), {"username": "bob", "password": PASSWORD}).status_code == 302
+    client.logout()
+    client.post(reverse("login"), {"username": "bob", "password": "wrong"})
+    assert client.post(reverse("login"), {"username": "bob", "password": PASSWORD}).status_code == 302
+
+
+def test_repeated_bad_tokens_are_throttled(acme, bob, settings):
+    settings.AUTH_FAILURE_LIMIT = 3
+    _, key = api_token_create(tenant=acme, user=bob, name="x")
+    guesser = APIClient()
+    for attempt in range(3):
+        guesser.credentials(HTTP_AUTHORIZATION=f"Token isk_guess{attempt}")
+        assert guesser.get("/api/v1/images/").status_code == 401
+    guesser.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    response = guesser.get("/api/v1/images/")
+    assert response.status_code == 429
+    assert "Retry-After" in response

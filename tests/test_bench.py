@@ -1,0 +1,34 @@
+"""The benchmark scripts still run end to end (tiny sizes, the test model). Their figures are read
+by people from full runs (README), never asserted here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.testenv import ROOT
+
+
+def run(*args: str) -> str:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "REDIS_URL", "CHROMA_", "DATA_DIR", "CLIP_", "TASKS_"))
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_the_ingest_benchmark_compares_both_pipelines():
+    output = run("bench.ingest", "--count", "6", "--repeats", "1", "--model", "ViT-S-32")
+    for label in ("baseline ", "ours ", "ratio ", "agreement ", "model "):
+        assert any(line.startswith(label) for line in output.splitlines()), output
+
+
+def test_the_query_benchmark_reports_latency_and_recall_per_size_class():
+    output = run("bench.query", "--scale", "0.005", "--queries", "4", "--model", "ViT-S-32")
+    assert output.count("recall@10") == 5, output
