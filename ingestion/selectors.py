@@ -33,7 +33,7 @@ def assets_by_ids(tenant: Tenant, asset_ids: Sequence[str]) -> QuerySet[ImageAss
 
 
 def recent_assets(tenant: Tenant, *, limit: int = 50) -> QuerySet[ImageAsset]:
-    return ImageAsset.objects.for_tenant(tenant).order_by("-created_at")[:limit]
+    return ImageAsset.objects.for_tenant(tenant).select_related("tenant").order_by("-created_at")[:limit]
 
 
 def status_counts(tenant: Tenant) -> dict[str, int]:

@@ -122,6 +122,7 @@ def asset_create(
     )
     asset.set_tags(parse_tags(tags))
     prefix = _storage_prefix(tenant)
+    thumbnail = ContentFile(make_thumbnail(validated.upright_rgb))  # before the lock: it takes a while
     stored: list[str] = []
     try:
         with transaction.atomic():
@@ -131,7 +132,6 @@ def asset_create(
             file.seek(0)
             asset.file.name = default_storage.save(f"{prefix}/originals/{asset.id}.{validated.extension}", File(file))
             stored.append(asset.file.name)
-            thumbnail = ContentFile(make_thumbnail(validated.upright_rgb))
             asset.thumbnail.name = default_storage.save(f"{prefix}/thumbnails/{asset.id}.jpg", thumbnail)
             stored.append(asset.thumbnail.name)
             asset.full_clean()
