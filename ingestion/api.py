@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from ingestion.imaging import ALLOWED_FORMATS
 from ingestion.models import AssetStatus, ImageAsset
 from ingestion.services import asset_delete, assets_upload
+from ingestion.uploadhandlers import early_refusals
 from ingestion.views import stored_file_response
 from search.filters import SearchFilters
 from tenants.api import Need, TenantScopedMixin
@@ -131,7 +132,10 @@ class ImageViewSet(
     @extend_schema(request=ImageUploadSerializer, responses={201: ImageSerializer, 200: ImageSerializer})
     def create(self, request: Request) -> Response:
         """Uploads one image (201); the same bytes again answer 200 with the existing image."""
-        upload = ImageUploadSerializer(data=request.data)
+        upload = ImageUploadSerializer(data=request.data)  # parsing the body runs the upload handlers
+        refused = early_refusals(request._request)
+        if refused:
+            raise DRFValidationError({"file": [refused[0].reason]})
         upload.is_valid(raise_exception=True)
         data = upload.validated_data
         [outcome] = assets_upload(

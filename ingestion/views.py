@@ -14,9 +14,10 @@ from ingestion.forms import UploadForm
 from ingestion.imaging import ALLOWED_FORMATS
 from ingestion.models import ImageAsset
 from ingestion.selectors import asset_for_tenant, assets_by_ids, recent_assets
-from ingestion.services import assets_upload
+from ingestion.services import UploadOutcome, assets_upload
+from ingestion.uploadhandlers import early_refusals
 from tenants.decorators import tenant_view
-from tenants.models import Membership
+from tenants.models import Membership, Tenant
 
 
 def asset_json(asset: ImageAsset) -> dict[str, Any]:
@@ -40,12 +41,15 @@ def _wants_json(request: HttpRequest) -> bool:
 def upload(request: HttpRequest, membership: Membership) -> HttpResponse:
     tenant = membership.tenant
     form = UploadForm(request.POST or None, request.FILES or None)
+    refused = [UploadOutcome(filename=r.filename, error=r.reason) for r in early_refusals(request)]
     if request.method == "POST":
+        if refused and not request.FILES:
+            return _report(request, tenant, refused)
         if not form.is_valid():
             if _wants_json(request):
                 return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
         else:
-            outcomes = assets_upload(
+            outcomes = refused + assets_upload(
                 tenant=tenant,
                 uploaded_by=request.user,  # type: ignore[arg-type]
                 files=form.cleaned_data["images"],
@@ -53,34 +57,7 @@ def upload(request: HttpRequest, membership: Membership) -> HttpResponse:
                 source=form.cleaned_data["source"],
                 tags=form.cleaned_data["tags"],
             )
-            if _wants_json(request):
-                return JsonResponse(
-                    {
-                        "results": [
-                            {
-                                "filename": o.filename,
-                                "error": o.error,
-                                "duplicate": o.duplicate,
-                                "image": asset_json(o.asset) if o.asset else None,
-                            }
-                            for o in outcomes
-                        ]
-                    },
-                    status=201 if any(o.asset and not o.duplicate for o in outcomes) else 200,
-                )
-            for outcome in outcomes:
-                if outcome.error:
-                    messages.error(request, f"{outcome.filename}: refused. {outcome.error}")
-                elif outcome.duplicate and outcome.asset:
-                    messages.info(
-                        request, f"{outcome.filename}: already uploaded as {outcome.asset.original_filename}."
-                    )
-            accepted = sum(1 for o in outcomes if o.asset and not o.duplicate)
-            if accepted:
-                messages.success(
-                    request, f"{accepted} image{'s' if accepted != 1 else ''} uploaded; embedding follows."
-                )
-            return redirect("ingestion:upload", tenant.slug)
+            return _report(request, tenant, outcomes)
     return render(
         request,
         "ingestion/upload.html",
@@ -92,6 +69,31 @@ def upload(request: HttpRequest, membership: Membership) -> HttpResponse:
             "max_files": settings.UPLOAD_MAX_FILES,
         },
     )
+
+
+def _report(request: HttpRequest, tenant: Tenant, outcomes: list[UploadOutcome]) -> HttpResponse:
+    """The outcome of each file: JSON for the page's script, messages and a redirect without it."""
+    if _wants_json(request):
+        rows = [
+            {
+                "filename": o.filename,
+                "error": o.error,
+                "duplicate": o.duplicate,
+                "image": asset_json(o.asset) if o.asset else None,
+            }
+            for o in outcomes
+        ]
+        created = any(o.asset and not o.duplicate for o in outcomes)
+        return JsonResponse({"results": rows}, status=201 if created else 200)
+    for outcome in outcomes:
+        if outcome.error:
+            messages.error(request, f"{outcome.filename}: refused. {outcome.error}")
+        elif outcome.duplicate and outcome.asset:
+            messages.info(request, f"{outcome.filename}: already uploaded as {outcome.asset.original_filename}.")
+    accepted = sum(1 for o in outcomes if o.asset and not o.duplicate)
+    if accepted:
+        messages.success(request, f"{accepted} image{'s' if accepted != 1 else ''} uploaded; embedding follows.")
+    return redirect("ingestion:upload", tenant.slug)
 
 
 @require_GET

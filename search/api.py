@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from ingestion.api import ImageSerializer, form_errors
 from ingestion.models import ImageAsset
 from ingestion.selectors import asset_for_tenant
+from ingestion.uploadhandlers import early_refusals
 from search.forms import SearchParamsForm
 from search.index import IndexUnavailable
 from search.services import SearchResult, SimilarUnavailable, search_by_image, search_by_text, search_similar
@@ -107,6 +108,9 @@ class SearchView(TenantScopedMixin, APIView):
     def post(self, request: Request) -> Response:
         """Query by an image (multipart `image`); the picture is not stored."""
         payload: Mapping[str, Any] = request.data if isinstance(request.data, Mapping) else {}
+        refused = early_refusals(request._request)
+        if refused:
+            raise DRFValidationError({"image": [refused[0].reason]})
         params = parse_params({**request.query_params.dict(), **{k: v for k, v in payload.items() if k != "image"}})
         image = payload.get("image")
         if image is None or isinstance(image, str):

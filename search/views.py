@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from ingestion.selectors import asset_for_tenant, status_counts
 from ingestion.services import asset_delete
+from ingestion.uploadhandlers import early_refusals
 from search.forms import ImageQueryForm, SearchParamsForm
 from search.index import IndexUnavailable
 from search.services import SearchResult, SimilarUnavailable, search_by_image, search_by_text, search_similar
@@ -63,6 +64,8 @@ def search(request: HttpRequest, membership: Membership) -> HttpResponse:
     try:
         if request.method == "POST":
             image_form = ImageQueryForm(request.POST, request.FILES)
+            for refusal in early_refusals(request):
+                image_form.add_error(None, refusal.reason)
             if not image_form.is_valid():
                 return _page(request, membership, params, image_form=image_form, status=400)
             upload = image_form.cleaned_data["image"]

@@ -162,3 +162,34 @@ def test_thumbnails_are_upright_and_carry_no_exif(acme, bob):
     thumbnail = Image.open(io.BytesIO(b"".join(response.streaming_content)))
     assert thumbnail.size == (40, 80)
     assert not thumbnail.getexif()
+
+
+def test_a_file_over_the_limit_is_refused_while_it_arrives_and_the_others_go_through(acme, bob, settings, media_files):
+    from ingestion.uploadhandlers import early_refusals
+
+    settings.UPLOAD_MAX_BYTES = 256 * 1024
+    big = SimpleUploadedFile("huge.jpg", b"\xff\xd8\xff" + b"\0" * (3 * 1024 * 1024))
+    client = login(bob)
+    response = client.post(upload_url(acme), {"images": [big, png("small.png")]}, HTTP_ACCEPT="application/json")
+    results = {r["filename"]: r for r in response.json()["results"]}
+    assert results["huge.jpg"]["error"].replace("\xa0", " ") == "The file is larger than the limit of 256.0 KB."
+    assert results["small.png"]["error"] is None
+    assert ImageAsset.objects.count() == 1 and len(media_files()) == 2
+    [refusal] = early_refusals(response.wsgi_request)
+    assert refusal.bytes_read < 1024 * 1024  # stopped early: the other 2 MB were never kept
+
+
+def test_the_api_refuses_an_oversized_file_with_the_limit(acme, bob, settings):
+    from rest_framework.test import APIClient
+
+    from tenants.tokens import api_token_create
+
+    settings.UPLOAD_MAX_BYTES = 64 * 1024
+    _, key = api_token_create(tenant=acme, user=bob, name="x")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    big = SimpleUploadedFile("huge.png", b"\x89PNG\r\n\x1a\n" + b"\0" * (512 * 1024))
+    response = client.post("/api/v1/images/", {"file": big}, format="multipart")
+    assert response.status_code == 400
+    assert "larger than the limit of 64.0 KB" in response.json()["file"][0].replace("\xa0", " ")
+    assert ImageAsset.objects.count() == 0
