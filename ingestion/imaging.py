@@ -88,3 +88,49 @@ def make_thumbnail(rgb: Image.Image, *, size: int | None = None) -> bytes:
     buffer = io.BytesIO()
     thumbnail.save(buffer, format="JPEG", quality=85, optimize=True, progressive=True)
     return buffer.getvalue()
+
+
+_EXIF_HEADER = b"Exif\x00\x00"
+_XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
+_ORIENTATION = 0x0112
+
+
+def jpeg_without_metadata(data: bytes) -> bytes:
+    """The same JPEG with its EXIF and XMP segments removed (location, camera, times), except the
+    orientation, which is kept in a minimal EXIF so viewers still show the photo upright. Lossless:
+    the compressed image data is copied as it is."""
+    if not data.startswith(b"\xff\xd8"):
+        return data
+    parts, pos = [b"\xff\xd8"], 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return data  # not a structure we understand: leave the file alone
+        marker = data[pos + 1]
+        if marker == 0xDA:  # start of scan: the rest is image data
+            parts.append(data[pos:])
+            return b"".join(parts)
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+            parts.append(data[pos : pos + 2])
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        segment = data[pos : pos + 2 + length]
+        pos += 2 + length
+        payload = segment[4:]
+        if marker == 0xE1 and payload.startswith(_EXIF_HEADER):
+            exif = Image.Exif()
+            exif.load(payload)
+            orientation = exif.get(_ORIENTATION)
+            if orientation and orientation != 1:
+                kept = Image.Exif()
+                kept[_ORIENTATION] = orientation
+                body = kept.tobytes()
+                parts.append(b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body)
+            continue
+        if marker == 0xE1 and payload.startswith(_XMP_HEADER):
+            continue
+        parts.append(segment)
+    return data

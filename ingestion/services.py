@@ -24,7 +24,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from PIL import Image
 
-from ingestion.imaging import load_rgb, make_thumbnail
+from ingestion.imaging import jpeg_without_metadata, load_rgb, make_thumbnail
 from ingestion.models import AssetStatus, ImageAsset
 from ingestion.validation import ValidatedImage, validate_image
 from search import index
@@ -130,7 +130,10 @@ def asset_create(
             Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
             _check_quota(tenant, validated.byte_size)
             file.seek(0)
-            asset.file.name = default_storage.save(f"{prefix}/originals/{asset.id}.{validated.extension}", File(file))
+            original: File | ContentFile = File(file)  # type: ignore[type-arg]
+            if validated.image_format == "JPEG":
+                original = ContentFile(jpeg_without_metadata(file.read()))
+            asset.file.name = default_storage.save(f"{prefix}/originals/{asset.id}.{validated.extension}", original)
             stored.append(asset.file.name)
             asset.thumbnail.name = default_storage.save(f"{prefix}/thumbnails/{asset.id}.jpg", thumbnail)
             stored.append(asset.thumbnail.name)

@@ -193,3 +193,21 @@ def test_the_api_refuses_an_oversized_file_with_the_limit(acme, bob, settings):
     assert response.status_code == 400
     assert "larger than the limit of 64.0 KB" in response.json()["file"][0].replace("\xa0", " ")
     assert ImageAsset.objects.count() == 0
+
+
+def test_served_jpegs_keep_their_pixels_and_orientation_but_no_location(acme, bob):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "PhoneMaker"
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2] = "N", (48.0, 51.0, 24.0)
+    data = image_bytes("JPEG", size=(80, 40), exif=exif)
+    assert 0x8825 in Image.open(io.BytesIO(data)).getexif()
+    login(bob).post(upload_url(acme), {"images": [SimpleUploadedFile("trip.jpg", data)]})
+    asset = ImageAsset.objects.get()
+    response = login(bob).get(reverse("ingestion:original", args=[acme.slug, asset.id]))
+    served = Image.open(io.BytesIO(b"".join(response.streaming_content)))
+    tags = served.getexif()
+    assert 0x8825 not in tags and 0x010F not in tags
+    assert tags[0x0112] == 6
+    assert list(served.getdata()) == list(Image.open(io.BytesIO(data)).getdata())
