@@ -210,4 +210,24 @@ def test_served_jpegs_keep_their_pixels_and_orientation_but_no_location(acme, bo
     tags = served.getexif()
     assert 0x8825 not in tags and 0x010F not in tags
     assert tags[0x0112] == 6
-    assert list(served.getdata()) == list(Image.open(io.BytesIO(data)).getdata())
+    assert served.tobytes() == Image.open(io.BytesIO(data)).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("sent", "shown"),
+    [
+        ("../../../etc/passwd.png", "passwd.png"),
+        ("C:\\Users\\x\\evil.png", "evil.png"),
+        ("nul\x00byte.png", "nulbyte.png"),
+        ("é" * 300 + ".png", "é" * 251 + ".png"),
+        ("<img src=x onerror=alert(1)>.png", "<img src=x onerror=alert(1)>.png"),
+    ],
+)
+def test_client_filenames_are_only_shown_never_used_as_paths(acme, bob, media_files, sent, shown):
+    response = login(bob).post(upload_url(acme), {"images": [png(sent)]}, HTTP_ACCEPT="application/json")
+    [result] = response.json()["results"]
+    asset = ImageAsset.objects.get(id=result["image"]["id"])
+    assert asset.original_filename == shown
+    assert {p.name for p in media_files()} == {f"{asset.id}.jpg", f"{asset.id}.png"}
+    page = login(bob).get(reverse("search:detail", args=[acme.slug, asset.id])).content.decode()
+    assert "<img src=x onerror" not in page
