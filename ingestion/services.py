@@ -350,13 +350,8 @@ def asset_delete(*, asset: ImageAsset) -> None:
 
 
 def assets_requeue(*, assets: Iterable[ImageAsset]) -> int:
-    """Gives failed (or stuck) images a fresh set of attempts and queues them."""
-    ids = [asset.id for asset in assets if asset.status != AssetStatus.READY]
-    ImageAsset.objects.filter(id__in=ids).update(
-        status=AssetStatus.PENDING, attempts=0, failure_reason="", updated_at=timezone.now()
-    )
-    enqueue_embedding(ids)
-    return len(ids)
+    """Gives failed (or stuck) images a fresh set of attempts and queues them; ready ones stay."""
+    return assets_reembed(assets=[asset for asset in assets if asset.status != AssetStatus.READY])
 
 
 def assets_reembed(*, assets: Iterable[ImageAsset]) -> int:

@@ -203,8 +203,7 @@ def fetch_metadata(*, tenant: TenantScoped, ids: Sequence[str]) -> dict[str, Map
 
 
 def count_vectors(*, tenant: TenantScoped) -> int:
-    result = _call("get", _collection(tenant).get, where=scoped_where(tenant), include=[])
-    return len(result["ids"])
+    return len(vector_ids(tenant=tenant))
 
 
 def query_vectors(
