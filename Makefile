@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv run worker beat chroma test lint format services system-deps check-model bench-ingest bench-query bench-latency gpu-wheels clean
+.PHONY: venv run worker beat chroma test lint format services system-deps check-model bench-ingest bench-query bench-latency bench-load gpu-wheels clean
 
 venv: $(VENV)/.installed
 
@@ -65,15 +65,15 @@ bench-latency: venv services
 	$(PY) -m bench.latency
 
 ## Wheels for the GPU check on a device machine (Python 3.12 there): see bench/gpu.sh.
-gpu-wheels: venv
+## A bounded load test on loopback (a few minutes): zero server errors, lost images, cross-tenant results.
+bench-load: venv services
+	$(PY) -m bench.load --duration 120
+
+gpu-wheels:
 	rm -rf .whl && mkdir -p .whl
-	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
-	  $$(grep -E '^(Django|djangorestframework|drf-spectacular|celery|redis|chromadb|open-clip-torch|psycopg|whitenoise|django-stubs-ext)' requirements.txt | sed 's/\[.*\]//') \
-	  asgiref sqlparse ftfy wcwidth kombu vine billiard amqp click click-didyoumean click-repl click-plugins prompt-toolkit \
-	  pybase64 orjson overrides pypika mmh3 posthog opentelemetry-api opentelemetry-sdk opentelemetry-semantic-conventions \
-	  opentelemetry-exporter-otlp-proto-grpc opentelemetry-exporter-otlp-proto-common opentelemetry-proto \
-	  inflection uritemplate jsonschema jsonschema-specifications referencing rpds-py pydantic pydantic-core typing-inspection annotated-types
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64 -d .whl -r bench/gpu-requirements.txt
 	du -sh .whl
 
 clean:

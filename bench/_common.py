@@ -53,34 +53,53 @@ def setup_django(*, model: str = "ViT-B-32", workdir: Path | None = None, **env:
 
 def make_photos(count: int, folder: Path | None = None) -> list[Path]:
     """`count` JPEGs of 2 to 12 megapixels, resized and re-encoded from scikit-image's bundled
-    photographs (flipped, cropped and recoloured so no two are alike), made once and cached."""
+    photographs (flipped, cropped and recoloured so no two are alike), made once and cached. The
+    random choices are drawn in order here, the pixels are made on every core."""
+    from concurrent.futures import ProcessPoolExecutor
+
     import numpy as np
     import skimage.data
-    from PIL import Image, ImageEnhance
 
+    sources = []
+    for name in PHOTO_SOURCES:  # an older scikit-image may fetch some of them from the internet
+        try:
+            getattr(skimage.data, name)()
+        except Exception:  # noqa: S112 - any failure means "not bundled here"
+            continue
+        sources.append(name)
     folder = folder or CACHE / "photos"
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
-    sources = [Image.fromarray(getattr(skimage.data, name)()).convert("RGB") for name in PHOTO_SOURCES]
-    paths = []
+    jobs, paths = [], []
     for i in range(count):
         path = folder / f"photo-{i:05d}.jpg"
         paths.append(path)
-        if path.exists():
-            continue
-        image = sources[i % len(sources)]
-        w, h = image.size
-        crop = rng.uniform(0.7, 1.0)
-        left, top = rng.uniform(0, 1 - crop) * w, rng.uniform(0, 1 - crop) * h
-        image = image.crop((int(left), int(top), int(left + crop * w), int(top + crop * h)))
-        if i % 2:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        image = ImageEnhance.Color(image).enhance(rng.uniform(0.6, 1.4))
-        pixels = MEGAPIXELS[i % len(MEGAPIXELS)] * 1_000_000
-        scale = (pixels / (image.width * image.height)) ** 0.5
-        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
-        image.save(path, format="JPEG", quality=90)
+        crop, left, top, colour = (float(x) for x in rng.uniform(size=4))
+        if not path.exists():
+            jobs.append((path, sources[i % len(sources)], i, 0.7 + 0.3 * crop, left, top, 0.6 + 0.8 * colour))
+    if jobs:
+        with ProcessPoolExecutor() as pool:
+            list(pool.map(_make_photo, jobs, chunksize=4))
     return paths
+
+
+def _make_photo(job: tuple[Path, str, int, float, float, float, float]) -> None:
+    import skimage.data
+    from PIL import Image, ImageEnhance
+
+    path, source, i, crop, left, top, colour = job
+    image = Image.fromarray(getattr(skimage.data, source)()).convert("RGB")
+    w, h = image.size
+    left, top = left * (1 - crop) * w, top * (1 - crop) * h
+    image = image.crop((int(left), int(top), int(left + crop * w), int(top + crop * h)))
+    if i % 2:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    image = ImageEnhance.Color(image).enhance(colour)
+    pixels = MEGAPIXELS[i % len(MEGAPIXELS)] * 1_000_000
+    scale = (pixels / (image.width * image.height)) ** 0.5
+    image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
+    image.save(path.with_suffix(".partial"), format="JPEG", quality=90)
+    path.with_suffix(".partial").rename(path)
 
 
 def matmul_peak_gflops(dtype_name: str = "float32", device: str = "cpu", repeats: int = 10) -> float:
@@ -104,6 +123,82 @@ def matmul_peak_gflops(dtype_name: str = "float32", device: str = "cpu", repeats
                 torch.cuda.synchronize()
             best = max(best, 2 * size**3 / (time.perf_counter() - start) / 1e9)
     return best
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} did not start within {timeout}s")
+
+
+@contextmanager
+def local_stack(*, database: str, redis_url: str, web_workers: int = 1, model: str = "ViT-B-32") -> Iterator[str]:
+    """The deployed shape on loopback: a fresh PostgreSQL database, a Redis db, a `chroma run`
+    server, one Celery worker and gunicorn, all started here and stopped on exit. Yields the web
+    address; this process is set up as a Django client of the same database, Redis and Chroma."""
+    import subprocess
+
+    import psycopg
+
+    name = database.rsplit("/", 1)[1]
+    with psycopg.connect(database.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    chroma_port, web_port = free_port(), free_port()
+    workdir = setup_django(
+        model=model,
+        DATABASE_URL=database,
+        REDIS_URL=redis_url,
+        CHROMA_URL=f"http://127.0.0.1:{chroma_port}",
+        TASKS_IN_PROCESS="0",
+    )
+    import httpx
+    import redis
+    from django.conf import settings
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    venv_bin = Path(sys.executable).parent
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    logs = (workdir / "logs").open("ab")
+    processes = [
+        subprocess.Popen([str(venv_bin / "chroma"), "run", "--path", str(workdir / "chroma"), "--host", "127.0.0.1", "--port", str(chroma_port)], stdout=logs, stderr=logs),
+        subprocess.Popen([str(venv_bin / "celery"), "-A", "config", "worker", "--pool=solo", "-Q", "ingestion,interactive", "--without-gossip", "--without-mingle", "--loglevel=WARNING"], cwd=ROOT, env=env, stdout=logs, stderr=logs),
+        subprocess.Popen([str(venv_bin / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{web_port}", "--workers", str(web_workers), "--threads", "4"], cwd=ROOT, env=env, stdout=logs, stderr=logs),
+    ]  # fmt: skip
+    try:
+        wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{chroma_port}/api/v2/heartbeat").status_code == 200, 30, "Chroma"
+        )
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{web_port}/api/v1/images/").status_code == 401, 60, "gunicorn")
+        from config.celery import app
+
+        wait_until(lambda: bool(app.control.ping(timeout=0.5)), 120, "the Celery worker")
+        yield f"http://127.0.0.1:{web_port}"
+    except BaseException:
+        print(f"logs of the stack: {workdir / 'logs'}", file=sys.stderr)
+        raise
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The GPU check, for a session lent a device machine (one NVIDIA H100/H200, Python 3.12 with torch,
-# no internet). Prepare here with `make gpu-wheels` (the project's pure-Python and manylinux wheels
-# for Python 3.12 into .whl/), then run on the device, carrying .whl:
+# The GPU check, for a session lent a device machine (one NVIDIA H100/H200 with Python 3.12 and
+# torch, no internet). Prepare here with `make gpu-wheels` (bench/gpu-requirements.txt: what the
+# device's image lacks, as cp312 wheels in .whl/), then run there, carrying .whl:
 #   bash bench/gpu.sh
-# It prints bench.ingest on CUDA (Chroma's reference pipeline on the same GPU vs the worker path,
-# bf16 autocast, batches of CLIP_BATCH_SIZE) and the model-only rate at several batch sizes, with
-# the share of the card's measured bf16 matmul peak. Results go to $OUT when set.
+# It prints bench.ingest on CUDA: Chroma's reference pipeline on the same GPU against the worker
+# path (bf16 weights, forward batches of 256, tasks of EMBED_BATCH_SIZE=256, decoding on every
+# core), then the image tower alone at several batch sizes and precisions with the share of the
+# card's measured matmul peak for that precision. Logs go to $OUT when set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp}"
@@ -13,9 +14,8 @@ if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site
 fi
-export CLIP_DEVICE=cuda PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
-python3 -m bench.ingest --count 400 --repeats 3 2>&1 | tee "$out/ingest-gpu.log"
-for batch in 64 256 512; do
-  CLIP_BATCH_SIZE=$batch python3 -m bench.ingest --count 400 --repeats 1 --skip-baseline 2>&1 | grep -E "^(ours|model)" | sed "s/^/batch $batch: /" | tee -a "$out/batches-gpu.log"
-done
+export CLIP_DEVICE=cuda EMBED_BATCH_SIZE=256 PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv | tee "$out/gpu.txt"
+python3 -c "import django, rest_framework, celery, chromadb, open_clip, torch, PIL; print('python', __import__('sys').version.split()[0], 'torch', torch.__version__, 'chromadb', chromadb.__version__, 'open_clip', open_clip.__version__, 'pillow', PIL.__version__)" | tee -a "$out/gpu.txt"
+python3 -m bench.ingest --count "${COUNT:-256}" --repeats "${REPEATS:-2}" \
+  --model-batches 64,256,1024 --model-precisions bf16,fp16,fp32 2>&1 | tee "$out/ingest-gpu.log"

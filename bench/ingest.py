@@ -4,6 +4,7 @@ same model and checkpoint, one run. `python -m bench.ingest [--count 200] [--rep
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 
 from bench._common import machine, make_photos, matmul_peak_gflops, median, setup_django, stopwatch
@@ -15,6 +16,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each pipeline; medians are printed")
     parser.add_argument("--model", default="ViT-B-32")
     parser.add_argument("--skip-baseline", action="store_true", help="measure only our pipeline and the model")
+    parser.add_argument(
+        "--model-batches",
+        default="",
+        help="comma-separated batch sizes for the model-only measure (default: the worker's)",
+    )
+    parser.add_argument(
+        "--model-precisions",
+        default="",
+        help="comma-separated precisions for the model-only measure (default: the worker's)",
+    )
     args = parser.parse_args()
 
     workdir = setup_django(model=args.model)
@@ -31,7 +42,7 @@ def main() -> None:
     from ingestion.models import AssetStatus, ImageAsset
     from ingestion.services import assets_embed
     from search import index
-    from search.embedding import get_embedder
+    from search.embedding import ClipEmbedder, get_embedder
     from tenants.services import tenant_create
 
     photos = make_photos(args.count)
@@ -99,23 +110,42 @@ def main() -> None:
         print(f"  ours run {run + 1}: {our_rates[-1]:.2f} images/s")
     ours = index.fetch_vectors(tenant=tenant, ids=asset_ids)
 
-    batch = torch.randn(embedder.batch_size, 3, embedder.image_size, embedder.image_size)
-    # The fused attention fast path hides its projections from the counter: count on the plain path.
-    torch.backends.mha.set_fastpath_enabled(False)
-    with FlopCounterMode(display=False) as counter:
-        embedder.embed_preprocessed(list(batch[:1]))
-    torch.backends.mha.set_fastpath_enabled(True)
-    flops_per_image = counter.get_total_flops()
-    embedder.embed_preprocessed(list(batch))
-    model_rates = []
-    for _ in range(max(3, args.repeats)):
-        with stopwatch() as elapsed:
-            embedder.embed_preprocessed(list(batch))
-        model_rates.append(len(batch) / elapsed())
-    dtype_name = str(embedder.dtype).removeprefix("torch.")
-    peak = matmul_peak_gflops(dtype_name, device="cpu" if embedder.device == "cpu" else embedder.device)
-    model_rate = median(model_rates)
-    achieved = model_rate * flops_per_image / 1e9
+    peaks: dict[tuple[str, str], float] = {}
+
+    def model_only(model: ClipEmbedder, size: int) -> tuple[float, float, float]:
+        """Images/s of the image tower alone (batches already preprocessed), the GFLOP/s that makes
+        and the measured matmul peak of the same device and dtype."""
+        model.batch_size, worker_batch = size, model.batch_size
+        batch = torch.randn(size, 3, model.image_size, model.image_size)
+        # The fused attention fast path hides its projections from the counter: count on the plain path.
+        torch.backends.mha.set_fastpath_enabled(False)
+        with FlopCounterMode(display=False) as counter:
+            model.embed_preprocessed(list(batch[:1]))
+        torch.backends.mha.set_fastpath_enabled(True)
+        model.embed_preprocessed(list(batch))
+        rates = []
+        for _ in range(max(3, args.repeats)):
+            with stopwatch() as elapsed:
+                model.embed_preprocessed(list(batch))
+            rates.append(size / elapsed())
+        model.batch_size = worker_batch
+        dtype_name = str(model.dtype).removeprefix("torch.")
+        if (dtype_name, model.device) not in peaks:
+            peaks[dtype_name, model.device] = matmul_peak_gflops(dtype_name, device=model.device)
+        return median(rates), counter.get_total_flops() / 1e9, peaks[dtype_name, model.device]
+
+    model_rate, gflop_per_image, peak = model_only(embedder, embedder.batch_size)
+    extra = []
+    for precision in [p for p in args.model_precisions.split(",") if p] or [embedder.spec.precision]:
+        if precision == embedder.spec.precision:
+            other = embedder
+        else:
+            other = ClipEmbedder(dataclasses.replace(embedder.spec, precision=precision))
+        for size in [int(b) for b in args.model_batches.split(",") if b] or [embedder.batch_size]:
+            if other is embedder and size == embedder.batch_size:
+                continue
+            extra.append((precision, str(other.dtype).removeprefix("torch."), size, *model_only(other, size)))
+    achieved = model_rate * gflop_per_image
 
     print()
     if baseline_rates:
@@ -130,9 +160,15 @@ def main() -> None:
         cosines = [float(np.dot(ours[a], baseline_vectors[b])) for a, b in zip(asset_ids, ids, strict=True)]
         print(f"agreement cosine(ours, baseline) per image: median {median(cosines):.5f}, min {min(cosines):.5f}")
     print(
-        f"model     image tower alone, batch {len(batch)}: {model_rate:.2f} images/s = {achieved:.0f} GFLOP/s "
-        f"({flops_per_image / 1e9:.2f} GFLOP/image); matmul peak {peak:.0f} GFLOP/s; share {achieved / peak:.0%}"
+        f"model     image tower alone, {embedder.dtype}, batch {embedder.batch_size}: {model_rate:.2f} images/s = "
+        f"{achieved:.0f} GFLOP/s ({gflop_per_image:.2f} GFLOP/image); measured matmul peak {peak:.0f} GFLOP/s; "
+        f"share {achieved / peak:.0%}"
     )
+    for precision, dtype, size, rate, gflop, dtype_peak in extra:
+        print(
+            f"model     {precision} ({dtype}), batch {size}: {rate:.2f} images/s = {rate * gflop:.0f} GFLOP/s; "
+            f"matmul peak {dtype_peak:.0f} GFLOP/s; share {rate * gflop / dtype_peak:.0%}"
+        )
     print(f"end to end {median(our_rates) / model_rate:.0%} of the model-only rate")
 
 

@@ -32,3 +32,14 @@ def test_the_ingest_benchmark_compares_both_pipelines():
 def test_the_query_benchmark_reports_latency_and_recall_per_size_class():
     output = run("bench.query", "--scale", "0.005", "--queries", "4", "--model", "ViT-S-32")
     assert output.count("recall@10") == 5, output
+
+
+def test_a_short_load_run_ends_with_no_server_error_no_lost_image_and_no_cross_tenant_result():
+    """The issue's bounded load test, shortened: concurrent uploads and searches from two tenants
+    against gunicorn, a Celery worker, a Chroma server, PostgreSQL and Redis on loopback."""
+    output = run("bench.load", "--duration", "15", "--clients", "4", "--tenants", "2", "--model", "ViT-S-32")
+    for line in ("server errors 0", "lost images 0", "cross-tenant results 0 ", "vector mismatches 0"):
+        assert line in output, output
+    uploads = next(line for line in output.splitlines() if line.strip().startswith("upload "))
+    assert int(uploads.split()[1]) > 0, output
+    assert "requests/s" in output
