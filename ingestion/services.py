@@ -24,7 +24,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from PIL import Image
 
-from ingestion.imaging import jpeg_without_metadata, load_rgb, make_thumbnail
+from ingestion.imaging import load_rgb, make_thumbnail, without_metadata
 from ingestion.models import AssetStatus, ImageAsset
 from ingestion.validation import ValidatedImage, validate_image
 from search import index
@@ -122,17 +122,17 @@ def asset_create(
     )
     asset.set_tags(parse_tags(tags))
     prefix = _storage_prefix(tenant)
-    thumbnail = ContentFile(make_thumbnail(validated.upright_rgb))  # before the lock: it takes a while
+    # Both before the lock: they take a while. The stored original carries no location or camera
+    # data (its sha256 stays that of the upload, so the same file is recognised when sent again).
+    thumbnail = ContentFile(make_thumbnail(validated.upright_rgb))
+    file.seek(0)
+    original = ContentFile(without_metadata(file.read(), validated.image_format, orientation=validated.orientation))
     stored: list[str] = []
     try:
         with transaction.atomic():
             # Serialises uploads of one tenant, so concurrent uploads cannot overrun the quota together.
             Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
             _check_quota(tenant, validated.byte_size)
-            file.seek(0)
-            original: File | ContentFile = File(file)  # type: ignore[type-arg]
-            if validated.image_format == "JPEG":
-                original = ContentFile(jpeg_without_metadata(file.read()))
             asset.file.name = default_storage.save(f"{prefix}/originals/{asset.id}.{validated.extension}", original)
             stored.append(asset.file.name)
             asset.thumbnail.name = default_storage.save(f"{prefix}/thumbnails/{asset.id}.jpg", thumbnail)

@@ -2,7 +2,8 @@
 
 In order, each refusal with a reason a person understands: size (before the file is read
 whole), the format told by the content (JPEG, PNG, WebP, GIF; never by the name), the pixel
-count (before decoding, which stops decompression bombs), then a full decode.
+count (before decoding, which stops decompression bombs), a full decode, then for PNG and WebP
+the container's structure: nothing may follow the image (a second file hidden in it, a polyglot).
 """
 
 from __future__ import annotations
@@ -16,9 +17,17 @@ from typing import IO
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.template.defaultfilters import filesizeformat
-from PIL import Image
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from ingestion.imaging import ALLOWED_FORMATS, open_image, sniff_format, to_upright_rgb
+from ingestion.imaging import (
+    ALLOWED_FORMATS,
+    ORIENTATION,
+    BrokenStructure,
+    open_image,
+    sniff_format,
+    to_upright_rgb,
+    trailing_bytes,
+)
 
 ALLOWED_FORMAT_NAMES = "JPEG, PNG, WebP or GIF"
 
@@ -35,8 +44,24 @@ class ValidatedImage:
     width: int
     height: int
     byte_size: int
-    sha256: str
+    sha256: str  # of the bytes as uploaded, so the same file uploaded again is recognised
     upright_rgb: Image.Image
+    orientation: int = 1  # EXIF (or XMP) orientation as Pillow reads it; kept in the stored copy
+
+
+# What a refused file really is, told by how it starts: (leading bytes, description).
+_KNOWN_OTHERS: tuple[tuple[tuple[bytes, ...], str], ...] = (
+    ((b"%PDF",), "a PDF document"),
+    ((b"8BPS",), "a Photoshop (PSD) file"),
+    ((b"%!PS", b"\xc5\xd0\xd3\xc6"), "a PostScript (EPS) file"),
+    ((b"SIMPLE  =",), "a FITS file"),
+    ((b"II*\x00", b"MM\x00*"), "a TIFF image"),
+    ((b"BM",), "a BMP image"),
+    ((b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51"), "a JPEG 2000 image"),
+    ((b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n"), "a JPEG XL image"),
+    ((b"\x00\x00\x01\x00",), "an icon (ICO) file"),
+)
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif", b"avis"}
 
 
 def _describe_unknown(head: bytes) -> str:
@@ -45,18 +70,11 @@ def _describe_unknown(head: bytes) -> str:
         return "an SVG or XML document"
     if lowered.startswith((b"<!doctype html", b"<html")):
         return "an HTML page"
-    if head.startswith(b"%PDF"):
-        return "a PDF document"
-    if head.startswith(b"8BPS"):
-        return "a Photoshop (PSD) file"
-    if head.startswith((b"%!PS", b"\xc5\xd0\xd3\xc6")):
-        return "a PostScript (EPS) file"
-    if head.startswith(b"SIMPLE  ="):
-        return "a FITS file"
-    if head.startswith((b"II*\x00", b"MM\x00*")):
-        return "a TIFF image"
-    if head.startswith(b"BM"):
-        return "a BMP image"
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return "an HEIC or AVIF image (convert it to JPEG first)"
+    for prefixes, description in _KNOWN_OTHERS:
+        if head.startswith(prefixes):
+            return description
     return "not an image this service can read"
 
 
@@ -102,9 +120,16 @@ def validate_image(file: IO[bytes], *, byte_size: int) -> ValidatedImage:
                     code="too_many_pixels",
                 )
             image.load()
+            orientation = image.getexif().get(ORIENTATION, 1)
             upright = to_upright_rgb(image)
     except ImageRejected:
         raise
+    except UnidentifiedImageError as exc:
+        raise ImageRejected(
+            f"The file starts like a {image_format} image but cannot be decoded as one: "
+            "the rest of it is something else (a corrupt or disguised file).",
+            code="corrupt",
+        ) from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         declared = re.search(r"\((\d+) pixels\)", str(exc))
         amount = _pixels(int(declared.group(1))) if declared else "too many pixels"
@@ -112,11 +137,17 @@ def validate_image(file: IO[bytes], *, byte_size: int) -> ValidatedImage:
             f"The image declares {amount}; the limit is {_pixels(settings.UPLOAD_MAX_PIXELS)}.",
             code="too_many_pixels",
         ) from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageRejected(
-            f"The file looks like {image_format} but cannot be decoded: it is truncated or corrupt ({exc}).",
-            code="corrupt",
-        ) from exc
+    except ValueError as exc:
+        if "Decompressed data too large" in str(exc):
+            raise ImageRejected(
+                f"The image holds a compressed text or colour-profile chunk that expands to more than "
+                f"{filesizeformat(PngImagePlugin.MAX_TEXT_CHUNK)}, as decompression bombs do.",
+                code="bomb",
+            ) from exc
+        raise _undecodable(image_format, exc) from exc
+    except (OSError, SyntaxError, EOFError) as exc:
+        raise _undecodable(image_format, exc) from exc
+    _check_nothing_follows(file, image_format)
     extension, content_type = ALLOWED_FORMATS[image_format]
     return ValidatedImage(
         image_format=image_format,
@@ -127,4 +158,29 @@ def validate_image(file: IO[bytes], *, byte_size: int) -> ValidatedImage:
         byte_size=byte_size,
         sha256=sha256_of(file),
         upright_rgb=upright,
+        orientation=orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1,
     )
+
+
+def _undecodable(image_format: str, exc: Exception) -> ImageRejected:
+    return ImageRejected(
+        f"The file looks like {image_format} but cannot be decoded: it is truncated or corrupt ({exc}).",
+        code="corrupt",
+    )
+
+
+def _check_nothing_follows(file: IO[bytes], image_format: str) -> None:
+    if image_format not in {"PNG", "WEBP"}:
+        return
+    file.seek(0)
+    data = file.read()
+    try:
+        extra = trailing_bytes(data, image_format)
+    except BrokenStructure as exc:
+        raise _undecodable(image_format, exc) from exc
+    if extra > 0:
+        raise ImageRejected(
+            f"The file is a {image_format} image followed by {extra} bytes of other data: an image hiding "
+            "another file (a polyglot) is refused. Save the picture again and upload that.",
+            code="polyglot",
+        )

@@ -17,7 +17,7 @@ from ingestion.selectors import asset_for_tenant, assets_by_ids, recent_assets
 from ingestion.services import UploadOutcome, assets_upload
 from ingestion.uploadhandlers import early_refusals
 from tenants.decorators import tenant_view
-from tenants.models import Membership, Tenant
+from tenants.models import Membership
 
 
 def asset_json(asset: ImageAsset) -> dict[str, Any]:
@@ -44,20 +44,25 @@ def upload(request: HttpRequest, membership: Membership) -> HttpResponse:
     refused = [UploadOutcome(filename=r.filename, error=r.reason) for r in early_refusals(request)]
     if request.method == "POST":
         if refused and not request.FILES:
-            return _report(request, tenant, refused)
+            return _report(request, membership, refused)
         if not form.is_valid():
             if _wants_json(request):
                 return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
-        else:
-            outcomes = refused + assets_upload(
-                tenant=tenant,
-                uploaded_by=request.user,  # type: ignore[arg-type]
-                files=form.cleaned_data["images"],
-                category=form.cleaned_data["category"],
-                source=form.cleaned_data["source"],
-                tags=form.cleaned_data["tags"],
-            )
-            return _report(request, tenant, outcomes)
+            return _render_upload(request, membership, form, status=400)
+        outcomes = refused + assets_upload(
+            tenant=tenant,
+            uploaded_by=request.user,  # type: ignore[arg-type]
+            files=form.cleaned_data["images"],
+            category=form.cleaned_data["category"],
+            source=form.cleaned_data["source"],
+            tags=form.cleaned_data["tags"],
+        )
+        return _report(request, membership, outcomes)
+    return _render_upload(request, membership, form)
+
+
+def _render_upload(request: HttpRequest, membership: Membership, form: UploadForm, status: int = 200) -> HttpResponse:
+    tenant = membership.tenant
     return render(
         request,
         "ingestion/upload.html",
@@ -68,11 +73,17 @@ def upload(request: HttpRequest, membership: Membership) -> HttpResponse:
             "assets": recent_assets(tenant),
             "max_files": settings.UPLOAD_MAX_FILES,
         },
+        status=status,
     )
 
 
-def _report(request: HttpRequest, tenant: Tenant, outcomes: list[UploadOutcome]) -> HttpResponse:
-    """The outcome of each file: JSON for the page's script, messages and a redirect without it."""
+def _report(request: HttpRequest, membership: Membership, outcomes: list[UploadOutcome]) -> HttpResponse:
+    """The outcome of each file: JSON for the page's script, messages and a redirect without it.
+    When every file was refused the answer is a 400 (the page itself, with the reasons, without
+    JavaScript); one stored file makes it a success that lists the refusals beside it."""
+    tenant = membership.tenant
+    created = any(o.asset and not o.duplicate for o in outcomes)
+    all_refused = all(o.error for o in outcomes)
     if _wants_json(request):
         rows = [
             {
@@ -83,8 +94,7 @@ def _report(request: HttpRequest, tenant: Tenant, outcomes: list[UploadOutcome])
             }
             for o in outcomes
         ]
-        created = any(o.asset and not o.duplicate for o in outcomes)
-        return JsonResponse({"results": rows}, status=201 if created else 200)
+        return JsonResponse({"results": rows}, status=201 if created else 400 if all_refused else 200)
     for outcome in outcomes:
         if outcome.error:
             messages.error(request, f"{outcome.filename}: refused. {outcome.error}")
@@ -93,6 +103,8 @@ def _report(request: HttpRequest, tenant: Tenant, outcomes: list[UploadOutcome])
     accepted = sum(1 for o in outcomes if o.asset and not o.duplicate)
     if accepted:
         messages.success(request, f"{accepted} image{'s' if accepted != 1 else ''} uploaded; embedding follows.")
+    if all_refused:
+        return _render_upload(request, membership, UploadForm(), status=400)
     return redirect("ingestion:upload", tenant.slug)
 
 
@@ -109,6 +121,8 @@ def stored_file_response(name: str | None, content_type: str) -> FileResponse:
         raise Http404("No such image.")
     response = FileResponse(default_storage.open(name, "rb"), content_type=content_type)
     response["X-Content-Type-Options"] = "nosniff"
+    # Should a browser ever render a stored file as a document, nothing in it may run or load.
+    response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
     response["Cache-Control"] = "private, max-age=3600"
     return response
 
