@@ -228,7 +228,7 @@ def _chroma_metadata(asset: ImageAsset) -> dict[str, str | int | bool]:
 def _claim(asset_ids: Sequence[str]) -> list[ImageAsset]:
     with transaction.atomic():
         assets = list(
-            ImageAsset.objects.select_for_update(skip_locked=True)
+            ImageAsset.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("tenant")
             .filter(id__in=asset_ids, status__in=[AssetStatus.PENDING, AssetStatus.PROCESSING])
         )

@@ -86,3 +86,37 @@ def test_the_sweep_requeues_images_left_pending(acme, queued, settings):
     assert assets_requeue_stale() == 1
     asset.refresh_from_db()
     assert asset.status == AssetStatus.READY
+
+
+def test_an_upload_in_progress_for_the_same_tenant_does_not_hide_pending_images_from_the_worker(queued, acme):
+    """An upload holds its tenant's row locked while it stores files (the quota check); the worker's
+    claim must lock only the image rows, or it skips every image of a tenant that is uploading."""
+    import threading
+
+    from django.db import connections, transaction
+
+    from tenants.models import Tenant
+
+    [asset] = queued("red")
+    locked, release = threading.Event(), threading.Event()
+
+    def upload_in_progress() -> None:
+        try:
+            with transaction.atomic():
+                Tenant.objects.select_for_update().get(pk=acme.pk)
+                locked.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=upload_in_progress)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        report = assets_embed(asset_ids=[str(asset.id)])
+    finally:
+        release.set()
+        holder.join()
+    assert report.ready == [str(asset.id)]
+    asset.refresh_from_db()
+    assert asset.status == AssetStatus.READY
