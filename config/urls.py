@@ -18,3 +18,5 @@ urlpatterns = [
     path("", include("ingestion.urls")),
     path("", include("search.urls")),
 ]
+
+handler404 = "config.errors.not_found"

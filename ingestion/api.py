@@ -6,9 +6,10 @@ from django import forms
 from django.http import FileResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import APIException
 from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -21,12 +22,23 @@ from ingestion.services import asset_delete, assets_upload
 from ingestion.uploadhandlers import early_refusals
 from ingestion.views import stored_file_response
 from search.filters import SearchFilters
+from search.index import IndexUnavailable
 from tenants.api import Need, TenantScopedMixin
+from tenants.schema import ERROR
+
+
+class ImageLinksSerializer(serializers.Serializer[Any]):
+    self = serializers.CharField(help_text="this image in the API")
+    file = serializers.CharField(help_text="the stored original")
+    thumbnail = serializers.CharField()
+    similar = serializers.CharField(help_text="more like this")
+    page = serializers.CharField(help_text="the image's page in the browser")
 
 
 class ImageSerializer(serializers.ModelSerializer[ImageAsset]):
-    filename = serializers.CharField(source="original_filename")
-    format = serializers.CharField(source="image_format")  # type: ignore[assignment]
+    filename = serializers.CharField(source="original_filename", read_only=True)
+    format = serializers.CharField(source="image_format", read_only=True)  # type: ignore[assignment]
+    tags = serializers.ListField(child=serializers.CharField(), read_only=True)
     links = serializers.SerializerMethodField()
 
     class Meta:
@@ -37,6 +49,7 @@ class ImageSerializer(serializers.ModelSerializer[ImageAsset]):
         ]  # fmt: skip
         read_only_fields = fields
 
+    @extend_schema_field(ImageLinksSerializer)
     def get_links(self, asset: ImageAsset) -> dict[str, str]:
         slug = asset.tenant.slug
         return {
@@ -64,6 +77,15 @@ class ImageListParams(forms.Form):
     tag = forms.CharField(required=False, max_length=50)
     uploaded_from = forms.DateField(required=False)
     uploaded_to = forms.DateField(required=False)
+
+
+class IndexDown(APIException):
+    status_code = 503
+    default_detail = "The search index cannot be reached right now; retry shortly."
+    default_code = "index_unavailable"
+
+
+INDEX_DOWN_RESPONSE = OpenApiResponse(ERROR, description="The search index cannot be reached; retry shortly.")
 
 
 def form_errors(form: forms.Form) -> DRFValidationError:
@@ -151,10 +173,18 @@ class ImageViewSet(
         code = status.HTTP_200_OK if outcome.duplicate else status.HTTP_201_CREATED
         return Response(ImageSerializer(outcome.asset).data, status=code)
 
-    def perform_destroy(self, instance: ImageAsset) -> None:
-        asset_delete(asset=instance)
+    @extend_schema(responses={204: None, 503: INDEX_DOWN_RESPONSE})
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Deletes the image: its vector, row, file and thumbnail."""
+        return super().destroy(request, *args, **kwargs)
 
-    @extend_schema(responses={(200, "image/*"): OpenApiTypes.BINARY})
+    def perform_destroy(self, instance: ImageAsset) -> None:
+        try:
+            asset_delete(asset=instance)
+        except IndexUnavailable as exc:  # the vector goes first: nothing was deleted
+            raise IndexDown() from exc
+
+    @extend_schema(responses={(200, media_type): OpenApiTypes.BINARY for _, media_type in ALLOWED_FORMATS.values()})
     @action(detail=True, methods=["get"])
     def file(self, request: Request, pk: str | None = None) -> FileResponse:
         asset = self.get_object()

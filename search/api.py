@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import APIException
 from rest_framework.exceptions import ValidationError as DRFValidationError
@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ingestion.api import ImageSerializer, form_errors
+from ingestion.api import INDEX_DOWN_RESPONSE, ImageSerializer, IndexDown, form_errors
 from ingestion.models import ImageAsset
 from ingestion.selectors import asset_for_tenant
 from ingestion.uploadhandlers import early_refusals
@@ -22,6 +22,7 @@ from search.forms import SearchParamsForm
 from search.index import IndexUnavailable
 from search.services import SearchResult, SimilarUnavailable, search_by_image, search_by_text, search_similar
 from tenants.api import TenantScopedMixin
+from tenants.schema import ERROR
 
 FILTER_PARAMETERS = [
     OpenApiParameter("limit", OpenApiTypes.INT, description="results wanted; capped at SEARCH_MAX_LIMIT"),
@@ -33,20 +34,27 @@ FILTER_PARAMETERS = [
     OpenApiParameter("uploaded_to", OpenApiTypes.DATE),
 ]
 
+
+class SearchHitSerializer(ImageSerializer):
+    """One result: the image, with its cosine similarity to the query (`score`, 1 for the same
+    direction) and `distance` (1 - score)."""
+
+    score = serializers.FloatField()
+    distance = serializers.FloatField()
+
+    class Meta(ImageSerializer.Meta):
+        fields = [*ImageSerializer.Meta.fields, "score", "distance"]
+        read_only_fields = fields
+
+
 ResultsSerializer = inline_serializer(
     "SearchResults",
     {
-        "results": serializers.ListField(child=serializers.DictField()),
+        "results": SearchHitSerializer(many=True),
         "count": serializers.IntegerField(),
         "limit": serializers.IntegerField(),
     },
 )
-
-
-class IndexDown(APIException):
-    status_code = 503
-    default_detail = "The search index cannot be reached right now; retry shortly."
-    default_code = "index_unavailable"
 
 
 class Conflict(APIException):
@@ -86,7 +94,7 @@ class SearchView(TenantScopedMixin, APIView):
             OpenApiParameter("q", OpenApiTypes.STR, required=True, description="what the picture shows"),
             *FILTER_PARAMETERS,
         ],
-        responses=ResultsSerializer,
+        responses={200: ResultsSerializer, 503: INDEX_DOWN_RESPONSE},
     )
     def get(self, request: Request) -> Response:
         params = parse_params(request.query_params, require_text=True)
@@ -103,7 +111,7 @@ class SearchView(TenantScopedMixin, APIView):
     @extend_schema(
         parameters=FILTER_PARAMETERS,
         request={"multipart/form-data": inline_serializer("ImageQuery", {"image": serializers.FileField()})},
-        responses=ResultsSerializer,
+        responses={200: ResultsSerializer, 503: INDEX_DOWN_RESPONSE},
     )
     def post(self, request: Request) -> Response:
         """Query by an image (multipart `image`); the picture is not stored."""
@@ -133,7 +141,14 @@ class SimilarView(TenantScopedMixin, APIView):
 
     queryset = ImageAsset.objects.all()
 
-    @extend_schema(parameters=FILTER_PARAMETERS, responses=ResultsSerializer)
+    @extend_schema(
+        parameters=FILTER_PARAMETERS,
+        responses={
+            200: ResultsSerializer,
+            409: OpenApiResponse(ERROR, description="The image has no vector yet (still processing, or failed)."),
+            503: INDEX_DOWN_RESPONSE,
+        },
+    )
     def get(self, request: Request, pk: str) -> Response:
         asset = asset_for_tenant(self.tenant, pk)  # Http404 becomes DRF's 404
         params = parse_params(request.query_params)

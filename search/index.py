@@ -173,9 +173,14 @@ def upsert_vectors(
     )
 
 
+def _unique(ids: Sequence[str]) -> list[str]:
+    """Chroma refuses a get or delete that names an id twice; the caller means it once."""
+    return list(dict.fromkeys(ids))
+
+
 def delete_vectors(*, tenant: TenantScoped, ids: Sequence[str]) -> None:
     if ids:
-        _call("delete", _collection(tenant).delete, ids=list(ids), where=scoped_where(tenant))
+        _call("delete", _collection(tenant).delete, ids=_unique(ids), where=scoped_where(tenant))
 
 
 def delete_tenant_vectors(*, tenant: TenantScoped) -> None:
@@ -190,7 +195,7 @@ def delete_tenant_vectors(*, tenant: TenantScoped) -> None:
 def fetch_vectors(*, tenant: TenantScoped, ids: Sequence[str]) -> dict[str, list[float]]:
     if not ids:
         return {}
-    result = _call("get", _collection(tenant).get, ids=list(ids), where=scoped_where(tenant), include=["embeddings"])
+    result = _call("get", _collection(tenant).get, ids=_unique(ids), where=scoped_where(tenant), include=["embeddings"])
     embeddings = result["embeddings"] if result["embeddings"] is not None else []
     return {id_: [float(x) for x in vector] for id_, vector in zip(result["ids"], embeddings, strict=True)}
 
@@ -198,7 +203,7 @@ def fetch_vectors(*, tenant: TenantScoped, ids: Sequence[str]) -> dict[str, list
 def fetch_metadata(*, tenant: TenantScoped, ids: Sequence[str]) -> dict[str, Mapping[str, MetadataValue]]:
     if not ids:
         return {}
-    result = _call("get", _collection(tenant).get, ids=list(ids), where=scoped_where(tenant), include=["metadatas"])
+    result = _call("get", _collection(tenant).get, ids=_unique(ids), where=scoped_where(tenant), include=["metadatas"])
     return dict(zip(result["ids"], result["metadatas"] or [], strict=True))
 
 

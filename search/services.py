@@ -109,6 +109,10 @@ def search_similar(
     filters: SearchFilters = NO_FILTERS,
     min_score: float | None = None,
 ) -> list[SearchResult]:
+    if asset.tenant_id != tenant.pk:
+        # Callers pass the tenant's own image (asset_for_tenant); anything else is their bug, refused
+        # before another tenant's vector, or its name in an error message, could reach an answer.
+        raise ValueError("search_similar takes an image of the tenant it searches.")
     vectors = index.fetch_vectors(tenant=tenant, ids=[str(asset.id)])
     if str(asset.id) not in vectors:
         raise SimilarUnavailable(

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from tenants.authentication import ApiTokenAuthentication
 from tenants.models import Membership, Tenant
+from tenants.schema import TenantScopedSchema
 
 Need = Literal["upload", "delete"] | None
 
@@ -32,6 +33,7 @@ class RolePermission(BasePermission):
 class TenantScopedMixin(APIView):
     authentication_classes = [ApiTokenAuthentication]
     permission_classes = [IsAuthenticated, RolePermission]
+    schema = TenantScopedSchema()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -265,3 +265,26 @@ def test_the_schema_and_its_docs_are_served(db):
         assert path in text
     docs = APIClient().get("/api/docs/")
     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
+
+
+def test_deleting_while_the_index_is_unreachable_is_a_503_and_deletes_nothing(indexed, acme, bob, settings):
+    dog = indexed["dog.jpg"]
+    client = api(bob, acme)
+    settings.CHROMA_URL = "http://127.0.0.1:9"
+    index.reset_connection()
+    try:
+        response = client.delete(f"/api/v1/images/{dog.id}/")
+    finally:
+        settings.CHROMA_URL = ""
+        index.reset_connection()
+    assert response.status_code == 503 and "retry" in response.json()["detail"]
+    assert ImageAsset.objects.filter(id=dog.id).exists() and default_storage.exists(dog.file.name)
+    assert index.fetch_vectors(tenant=acme, ids=[str(dog.id)]) != {}
+
+
+def test_a_path_under_the_api_that_names_no_route_is_a_json_404(acme, bob):
+    client = api(bob, acme)
+    for path in ("/api/v1/images/not-a-uuid/similar/", "/api/v1/images/a.b/", "/api/v1/nothing/"):
+        response = client.get(path)
+        assert (response.status_code, response.json()) == (404, {"detail": "Not found."})
+    assert b"<h1>Not Found</h1>" in client.get("/no/such/page/").content  # pages keep the HTML one
