@@ -148,7 +148,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)}
+# A task whose worker died unacknowledged (killed, out of memory) is delivered again once this many
+# seconds have passed since its delivery, when a worker (re)starts or sweeps. Keep it above the longest
+# task plus the longest retry countdown (300 s): production keeps 3600. Tests lower it to a few seconds.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1)}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -178,7 +181,8 @@ CLIP_MODEL = env_str("CLIP_MODEL", "ViT-B-32")
 CLIP_PRETRAINED = env_str("CLIP_PRETRAINED", "laion2b_s34b_b79k")
 CLIP_DEVICE = env_str("CLIP_DEVICE", "auto")
 CLIP_RANDOM_SEED = env_int("CLIP_RANDOM_SEED", 0)
-# auto: fp32 on CPU, bf16 (fp16 where bf16 is missing) on CUDA.
+# auto: bf16 on CUDA (fp16 where bf16 is missing) and on CPUs with AMX or AVX512-BF16, else fp32;
+# or fp32, fp16, bf16.
 CLIP_PRECISION = env_str("CLIP_PRECISION", "auto")
 # Images per forward pass; 0 picks 32 on CPU and 256 on CUDA.
 CLIP_BATCH_SIZE = env_int("CLIP_BATCH_SIZE", 0, minimum=0)
@@ -189,8 +193,11 @@ EMBED_BATCH_SIZE = env_int("EMBED_BATCH_SIZE", 32, minimum=1)
 EMBED_DECODE_MIN_SIDE = env_int("EMBED_DECODE_MIN_SIDE", 0, minimum=0)
 # Threads that decode and preprocess images ahead of the forward passes; 0 means one per core.
 EMBED_DECODE_THREADS = env_int("EMBED_DECODE_THREADS", 0, minimum=0)
-EMBED_MAX_ATTEMPTS = env_int("EMBED_MAX_ATTEMPTS", 5, minimum=1)
-# Images stuck in "pending" longer than this are queued again by the periodic sweep.
+# Attempts before an image whose processing keeps killing its worker is marked failed. At least 2:
+# the images that shared a batch with a poison image spend their first attempt in the crash.
+EMBED_MAX_ATTEMPTS = env_int("EMBED_MAX_ATTEMPTS", 5, minimum=2)
+# Images left pending or processing longer than this (broker down, worker killed) are queued again by
+# the periodic sweep (celery beat, every STALE_SWEEP_SECONDS).
 EMBED_STALE_AFTER_SECONDS = env_int("EMBED_STALE_AFTER_SECONDS", 600, minimum=10)
 
 # --- Search -----------------------------------------------------------------------------------

@@ -38,3 +38,28 @@ def test_repeated_bad_tokens_are_throttled(acme, bob, settings):
     response = guesser.get("/api/v1/images/")
     assert response.status_code == 429
     assert "Retry-After" in response
+
+
+def test_with_the_cache_unreachable_logins_and_tokens_still_work_and_still_check(acme, bob, client, settings):
+    """Redis down must not turn every login and API call into a server error: the limiter steps
+    aside, while passwords and keys are still checked."""
+    import socket
+
+    with socket.socket() as sock:  # a port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0",
+            "OPTIONS": {"socket_connect_timeout": 0.5},
+        }
+    }
+    _, key = api_token_create(tenant=acme, user=bob, name="x")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert api.get("/api/v1/images/").status_code == 200
+    api.credentials(HTTP_AUTHORIZATION="Token isk_guess")
+    assert api.get("/api/v1/images/").status_code == 401
+    assert client.post(reverse("login"), {"username": "bob", "password": "wrong"}).status_code == 200
+    assert client.post(reverse("login"), {"username": "bob", "password": PASSWORD}).status_code == 302
