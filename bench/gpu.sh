@@ -6,7 +6,8 @@
 # It prints bench.ingest on CUDA: Chroma's reference pipeline on the same GPU against the worker
 # path (bf16 weights, forward batches of 256, tasks of EMBED_BATCH_SIZE=256, decoding on every
 # core), then the image tower alone at several batch sizes and precisions with the share of the
-# card's measured matmul peak for that precision. Logs go to $OUT when set.
+# card's measured matmul peak for that precision. Logs go to $OUT when set. SKIP_BASELINE=1,
+# REPEATS=N, COUNT=N and PRECISIONS=bf16,fp32 shorten a second run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp}"
@@ -17,5 +18,5 @@ fi
 export CLIP_DEVICE=cuda EMBED_BATCH_SIZE=256 PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import django, rest_framework, celery, chromadb, open_clip, torch, PIL; print('python', __import__('sys').version.split()[0], 'torch', torch.__version__, 'chromadb', chromadb.__version__, 'open_clip', open_clip.__version__, 'pillow', PIL.__version__)" | tee -a "$out/gpu.txt"
-python3 -m bench.ingest --count "${COUNT:-256}" --repeats "${REPEATS:-2}" \
-  --model-batches 64,256,1024 --model-precisions bf16,fp16,fp32 2>&1 | tee "$out/ingest-gpu.log"
+python3 -m bench.ingest --count "${COUNT:-256}" --repeats "${REPEATS:-2}" ${SKIP_BASELINE:+--skip-baseline} \
+  --model-batches 64,256,1024 --model-precisions "${PRECISIONS:-bf16,fp16,fp32}" 2>&1 | tee "$out/ingest-gpu.log"
