@@ -50,3 +50,11 @@ def test_the_worker_reserves_a_gpu_and_the_cpu_override_drops_it():
     [device] = worker["deploy"]["resources"]["reservations"]["devices"]
     assert device["capabilities"] == ["gpu"]
     assert load("docker-compose.cpu.yml")["services"]["worker"]["deploy"] is None
+
+
+def test_tasks_are_sized_for_a_gpu_worker_and_for_a_cpu_one_with_the_override():
+    gpu, cpu = load("docker-compose.yml")["services"], load("docker-compose.cpu.yml")["services"]
+    for name in ("web", "worker", "beat"):  # the web process and the sweep chunk what the worker gets
+        assert gpu[name]["environment"]["EMBED_BATCH_SIZE"] == "${EMBED_BATCH_SIZE:-256}"
+        assert cpu[name]["environment"]["EMBED_BATCH_SIZE"] == "${EMBED_BATCH_SIZE:-32}"
+    # Debian's compose client (v1) cannot merge the override: it predates `!reset`.
