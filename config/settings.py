@@ -211,8 +211,9 @@ UPLOAD_MAX_FILES = env_int("UPLOAD_MAX_FILES", 200, minimum=1)
 TENANT_DEFAULT_QUOTA_BYTES = env_int("TENANT_DEFAULT_QUOTA_BYTES", 10 * 1024**3, minimum=0)
 THUMBNAIL_SIZE = env_int("THUMBNAIL_SIZE", 512, minimum=64)
 DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
-# Files are spooled to disk above this size, so a large upload never sits whole in memory; a file
-# over UPLOAD_MAX_BYTES is refused while it arrives, before the rest of it is stored anywhere.
+# Files are spooled to disk above this size while a request arrives; validation then reads one file
+# at a time into memory (at most UPLOAD_MAX_BYTES). A file over UPLOAD_MAX_BYTES is refused while it
+# arrives, before the rest of it is stored anywhere.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_HANDLERS = [
     "ingestion.uploadhandlers.SizeLimitUploadHandler",

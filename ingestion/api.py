@@ -18,7 +18,7 @@ from rest_framework.response import Response
 
 from ingestion.imaging import ALLOWED_FORMATS
 from ingestion.models import AssetStatus, ImageAsset
-from ingestion.services import asset_delete, assets_upload
+from ingestion.services import asset_delete, assets_upload, parse_tags
 from ingestion.uploadhandlers import early_refusals
 from ingestion.views import stored_file_response
 from search.filters import SearchFilters
@@ -166,7 +166,7 @@ class ImageViewSet(
             files=[data["file"]],
             category=data["category"],
             source=data["source"],
-            tags=data["tags"].split(","),
+            tags=parse_tags(data["tags"]),
         )
         if outcome.error or outcome.asset is None:
             raise DRFValidationError({"file": [outcome.error or "The file was refused."]})

@@ -15,7 +15,7 @@ from typing import IO
 
 import numpy as np
 from django.conf import settings
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 # Signatures of the allowed formats, checked on the bytes themselves, never on the name.
 _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
@@ -94,7 +94,7 @@ def make_thumbnail(rgb: Image.Image, *, size: int | None = None) -> bytes:
 
 _EXIF_HEADER = b"Exif\x00\x00"
 _XMP_HEADERS = (b"http://ns.adobe.com/xap/1.0/\x00", b"http://ns.adobe.com/xmp/extension/\x00")
-ORIENTATION = 0x0112
+ORIENTATION = ExifTags.Base.Orientation
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Text, EXIF and time chunks: where cameras and editors put location, captions, authors and times.
 _PNG_METADATA_CHUNKS = frozenset({b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME"})

@@ -125,8 +125,7 @@ def asset_create(
     # Both before the lock: they take a while. The stored original carries no location or camera
     # data (its sha256 stays that of the upload, so the same file is recognised when sent again).
     thumbnail = ContentFile(make_thumbnail(validated.upright_rgb))
-    file.seek(0)
-    original = ContentFile(without_metadata(file.read(), validated.image_format, orientation=validated.orientation))
+    original = ContentFile(without_metadata(validated.data, validated.image_format, orientation=validated.orientation))
     stored: list[str] = []
     try:
         with transaction.atomic():
@@ -183,7 +182,7 @@ def assets_upload(
     new_ids = [o.asset.id for o in outcomes if o.asset is not None and not o.duplicate]
     enqueue_embedding(new_ids)
     # In the in-process mode the images are embedded by now; report their state as it is.
-    current = ImageAsset.objects.in_bulk([o.asset.id for o in outcomes if o.asset is not None])
+    current = ImageAsset.objects.select_related("tenant").in_bulk([o.asset.id for o in outcomes if o.asset is not None])
     for outcome in outcomes:
         if outcome.asset is not None:
             outcome.asset = current.get(outcome.asset.id, outcome.asset)

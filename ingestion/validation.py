@@ -9,9 +9,10 @@ the container's structure: nothing may follow the image (a second file hidden in
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO
 
 from django.conf import settings
@@ -47,6 +48,7 @@ class ValidatedImage:
     sha256: str  # of the bytes as uploaded, so the same file uploaded again is recognised
     upright_rgb: Image.Image
     orientation: int = 1  # EXIF (or XMP) orientation as Pillow reads it; kept in the stored copy
+    data: bytes = field(default=b"", repr=False)  # the file as uploaded, read once (at most UPLOAD_MAX_BYTES)
 
 
 # What a refused file really is, told by how it starts: (leading bytes, description).
@@ -100,18 +102,18 @@ def validate_image(file: IO[bytes], *, byte_size: int) -> ValidatedImage:
             code="too_large",
         )
     file.seek(0)
-    head = file.read(64)
+    data = file.read()  # once: format, decode, trailing bytes, hash and the stored copy all use it
+    head = data[:64]
     image_format = sniff_format(head)
     if image_format is None:
         raise ImageRejected(
             f"Unsupported file type: the content is {_describe_unknown(head)}. Upload a {ALLOWED_FORMAT_NAMES} image.",
             code="format",
         )
-    file.seek(0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = open_image(file, formats=[image_format])
+            image = open_image(io.BytesIO(data), formats=[image_format])
             width, height = image.size
             if width * height > settings.UPLOAD_MAX_PIXELS:
                 raise ImageRejected(
@@ -147,7 +149,7 @@ def validate_image(file: IO[bytes], *, byte_size: int) -> ValidatedImage:
         raise _undecodable(image_format, exc) from exc
     except (OSError, SyntaxError, EOFError) as exc:
         raise _undecodable(image_format, exc) from exc
-    _check_nothing_follows(file, image_format)
+    _check_nothing_follows(data, image_format)
     extension, content_type = ALLOWED_FORMATS[image_format]
     return ValidatedImage(
         image_format=image_format,
@@ -156,9 +158,10 @@ def validate_image(file: IO[bytes], *, byte_size: int) -> ValidatedImage:
         width=upright.width,
         height=upright.height,
         byte_size=byte_size,
-        sha256=sha256_of(file),
+        sha256=hashlib.sha256(data).hexdigest(),
         upright_rgb=upright,
         orientation=orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1,
+        data=data,
     )
 
 
@@ -169,11 +172,7 @@ def _undecodable(image_format: str, exc: Exception) -> ImageRejected:
     )
 
 
-def _check_nothing_follows(file: IO[bytes], image_format: str) -> None:
-    if image_format not in {"PNG", "WEBP"}:
-        return
-    file.seek(0)
-    data = file.read()
+def _check_nothing_follows(data: bytes, image_format: str) -> None:
     try:
         extra = trailing_bytes(data, image_format)
     except BrokenStructure as exc:
