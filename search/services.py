@@ -10,6 +10,7 @@ from typing import IO
 from django.conf import settings
 
 from ingestion.models import AssetStatus, ImageAsset
+from ingestion.selectors import assets_by_ids
 from ingestion.validation import validate_image
 from search import index
 from search.embedding import get_embedder
@@ -47,13 +48,9 @@ def _results(
 ) -> list[SearchResult]:
     kept = [hit for hit in hits if hit.id != exclude and (min_score is None or hit.score >= min_score)]
     # Only the tenant's images that are ready and still exist: the database is the authority. Rows are
-    # fetched by primary key and checked here, which stays a few index lookups however large the tenant.
-    found = ImageAsset.objects.select_related("tenant").in_bulk([hit.id for hit in kept])
-    rows = {
-        str(key): asset
-        for key, asset in found.items()
-        if asset.tenant_id == tenant.pk and asset.status == AssetStatus.READY
-    }
+    # fetched by primary key through the tenant-scoped selector: a few index lookups however large the tenant.
+    found = assets_by_ids(tenant, [hit.id for hit in kept]).filter(status=AssetStatus.READY).select_related("tenant")
+    rows = {str(asset.id): asset for asset in found}
     results = []
     for hit in kept:
         asset = rows.get(hit.id)
