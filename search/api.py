@@ -14,12 +14,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ingestion.api import INDEX_DOWN_RESPONSE, ImageSerializer, IndexDown, form_errors
+from ingestion.api import INDEX_DOWN_RESPONSE, ImageSerializer, form_errors
 from ingestion.models import ImageAsset
 from ingestion.selectors import asset_for_tenant
 from ingestion.uploadhandlers import early_refusals
 from search.forms import SearchParamsForm
-from search.index import IndexUnavailable
 from search.services import SearchResult, SimilarUnavailable, search_by_image, search_by_text, search_similar
 from tenants.api import TenantScopedMixin
 from tenants.schema import ERROR
@@ -64,13 +63,7 @@ class Conflict(APIException):
 
 def results_response(results: list[SearchResult], limit: int) -> Response:
     rows = [
-        {
-            "id": str(r.asset.id),
-            "score": round(r.score, 6),
-            "distance": round(r.distance, 6),
-            **ImageSerializer(r.asset).data,
-        }
-        for r in results
+        {**ImageSerializer(r.asset).data, "score": round(r.score, 6), "distance": round(r.distance, 6)} for r in results
     ]
     return Response({"results": rows, "count": len(rows), "limit": limit})
 
@@ -99,13 +92,10 @@ class SearchView(TenantScopedMixin, APIView):
     def get(self, request: Request) -> Response:
         params = parse_params(request.query_params, require_text=True)
         limit = params.cleaned_data["limit"]
-        try:
-            results = search_by_text(
-                tenant=self.tenant, text=params.cleaned_data["q"], limit=limit, filters=params.filters,
-                min_score=params.cleaned_data["min_score"],
-            )  # fmt: skip
-        except IndexUnavailable as exc:
-            raise IndexDown() from exc
+        results = search_by_text(
+            tenant=self.tenant, text=params.cleaned_data["q"], limit=limit, filters=params.filters,
+            min_score=params.cleaned_data["min_score"],
+        )  # fmt: skip
         return results_response(results, limit)
 
     @extend_schema(
@@ -131,15 +121,13 @@ class SearchView(TenantScopedMixin, APIView):
             )  # fmt: skip
         except ValidationError as exc:
             raise DRFValidationError({"image": exc.messages}) from exc
-        except IndexUnavailable as exc:
-            raise IndexDown() from exc
         return results_response(results, limit)
 
 
 class SimilarView(TenantScopedMixin, APIView):
     """More like this: the image's stored vector, the image itself left out."""
 
-    queryset = ImageAsset.objects.all()
+    queryset = ImageAsset.objects.all()  # names the model `pk` belongs to; the lookup is asset_for_tenant
 
     @extend_schema(
         parameters=FILTER_PARAMETERS,
@@ -160,6 +148,4 @@ class SimilarView(TenantScopedMixin, APIView):
             )  # fmt: skip
         except SimilarUnavailable as exc:
             raise Conflict(str(exc)) from exc
-        except IndexUnavailable as exc:
-            raise IndexDown() from exc
         return results_response(results, limit)
