@@ -39,7 +39,8 @@ def setup_django(*, model: str = "ViT-B-32", workdir: Path | None = None, **env:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("DATA_DIR", str(workdir))
     os.environ.setdefault("CLIP_MODEL", model)
-    os.environ.setdefault("CLIP_PRETRAINED", str(model_checkpoint(model)))
+    if "CLIP_PRETRAINED" not in os.environ:  # built only when no weights were named
+        os.environ["CLIP_PRETRAINED"] = str(model_checkpoint(model))
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))

@@ -16,8 +16,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from ingestion.models import AssetStatus, ImageAsset
 from ingestion.services import assets_upload
-from tenants.models import ApiToken, Membership, Role, Tenant
-from tenants.services import membership_set, tenant_create
+from tenants.models import ApiToken, Membership, Tenant
+from tenants.services import tenant_create
 from tenants.tokens import api_token_create
 from tests.factories import UserFactory, image_bytes
 from tests.testenv import SAMPLES
@@ -59,7 +59,7 @@ def seed_tenant(slug: str, name: str) -> Seeded:
     all ready, and an API token of the owner."""
     owner = UserFactory(username=f"{slug}-owner")
     tenant = tenant_create(slug=slug, name=name, owner=owner)
-    membership = membership_set(tenant=tenant, user=owner, role=Role.OWNER)
+    membership = Membership.objects.get(tenant=tenant, user=owner)  # tenant_create made it
     images = []
     for n, (picture, category, source, tags) in enumerate(PICTURES):
         file = SimpleUploadedFile(f"{slug}-{n}-{picture}", picture_bytes(picture))
