@@ -21,7 +21,7 @@ from ingestion.models import AssetStatus, ImageAsset
 from ingestion.services import asset_delete, assets_upload, parse_tags
 from ingestion.uploadhandlers import early_refusals
 from ingestion.views import stored_file_response
-from search.filters import SearchFilters
+from search.forms import MetadataFiltersForm
 from tenants.api import Need, TenantScopedMixin
 from tenants.schema import ERROR
 
@@ -69,13 +69,16 @@ class ImageUploadSerializer(serializers.Serializer[Any]):
     )
 
 
-class ImageListParams(forms.Form):
+class ImageListParams(MetadataFiltersForm):
+    """The list's filters: the search filters (one `tag` here, normalised as stored), and a status."""
+
     status = forms.ChoiceField(required=False, choices=AssetStatus.choices)
-    category = forms.CharField(required=False, max_length=100)
-    source = forms.CharField(required=False, max_length=100)
     tag = forms.CharField(required=False, max_length=50)
-    uploaded_from = forms.DateField(required=False)
-    uploaded_to = forms.DateField(required=False)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        data["tags"] = parse_tags([*data.get("tags", []), data.get("tag") or ""])
+        return data
 
 
 class IndexDown(APIException):
@@ -125,17 +128,9 @@ class ImageViewSet(
         params = ImageListParams(self.request.query_params)
         if not params.is_valid():
             raise form_errors(params)
-        data = params.cleaned_data
-        if data["status"]:
-            queryset = queryset.filter(status=data["status"])
-        filters = SearchFilters(
-            category=data["category"],
-            source=data["source"],
-            tags=(data["tag"].strip().lower(),) if data["tag"] else (),
-            uploaded_from=data["uploaded_from"],
-            uploaded_to=data["uploaded_to"],
-        )
-        return filters.apply(queryset)
+        if params.cleaned_data["status"]:
+            queryset = queryset.filter(status=params.cleaned_data["status"])
+        return params.filters.apply(queryset)
 
     @extend_schema(
         parameters=[

@@ -288,3 +288,12 @@ def test_a_path_under_the_api_that_names_no_route_is_a_json_404(acme, bob):
         response = client.get(path)
         assert (response.status_code, response.json()) == (404, {"detail": "Not found."})
     assert b"<h1>Not Found</h1>" in client.get("/no/such/page/").content  # pages keep the HTML one
+
+
+def test_list_filters_are_parsed_like_the_search_filters(indexed, acme, bob):
+    client = api(bob, acme)
+    found = client.get("/api/v1/images/", {"tag": "  PERSON "}).json()["results"]
+    assert [r["filename"] for r in found] == ["dog-with-person.jpg"]  # normalised as tags are stored
+    inverted = client.get("/api/v1/images/", {"uploaded_from": "2026-02-01", "uploaded_to": "2026-01-01"})
+    assert inverted.status_code == 400
+    assert "uploaded_to" in inverted.json()
