@@ -3,7 +3,7 @@ querysets scoped to it in one place that subclasses cannot bypass."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from django.db.models import Model, QuerySet
 from rest_framework.permissions import BasePermission, IsAuthenticated
@@ -11,23 +11,25 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from tenants.authentication import ApiTokenAuthentication
+from tenants.decorators import Permission, role_refusal
 from tenants.models import Membership, Tenant
 from tenants.schema import TenantScopedSchema
 
-Need = Literal["upload", "delete"] | None
+Need = Permission | None
 
 
 class RolePermission(BasePermission):
-    """Reads (and searches) for every role; writes need the role's right, named by the view."""
-
-    message = "Your role in this tenant may search but not change images."
+    """Reads (and searches) for every role; writes need the role's right, named by the view, and
+    are refused with the same reason as on the pages."""
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         membership = request.auth
         if not isinstance(membership, Membership):
             return False
-        need: Need = view.required_permission(request) if hasattr(view, "required_permission") else None
-        return need is None or bool(getattr(membership, f"can_{need}"))
+        refusal = role_refusal(membership, view.required_permission(request))  # type: ignore[attr-defined]
+        if refusal is not None:
+            self.message = refusal
+        return refusal is None
 
 
 class TenantScopedMixin(APIView):

@@ -21,6 +21,14 @@ _REFUSALS: dict[Permission, str] = {
 }
 
 
+def role_refusal(membership: Membership, need: Permission | None) -> str | None:
+    """Why this member may not do `need` (a person-readable reason), or None when the role allows it.
+    The one role check of the pages (tenant_view) and of the API (tenants.api.RolePermission)."""
+    if need is None or getattr(membership, f"can_{need}"):
+        return None
+    return _REFUSALS[need]
+
+
 def tenant_view(*, require: Permission | None = None) -> Callable[[TenantView], TenantView]:
     """Resolves `tenant_slug` from the URL to the user's membership (404 for non-members, exactly
     as for a missing tenant) and passes it to the view as its second argument."""
@@ -30,8 +38,9 @@ def tenant_view(*, require: Permission | None = None) -> Callable[[TenantView], 
         @functools.wraps(view)
         def wrapper(request: HttpRequest, tenant_slug: str, *args: Any, **kwargs: Any) -> HttpResponseBase:
             membership: Membership = membership_for_slug(request.user, tenant_slug)
-            if require is not None and not getattr(membership, f"can_{require}"):
-                raise PermissionDenied(_REFUSALS[require])
+            refusal = role_refusal(membership, require)
+            if refusal is not None:
+                raise PermissionDenied(refusal)
             request.session["tenant_slug"] = membership.tenant.slug
             request.membership = membership  # type: ignore[attr-defined]
             return view(request, membership, *args, **kwargs)

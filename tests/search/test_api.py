@@ -114,7 +114,10 @@ def test_viewers_may_read_and_search_but_not_upload_or_delete(indexed, acme, ver
         assert client.post("/api/v1/search/", {"image": handle}, format="multipart").status_code == 200
     upload = client.post("/api/v1/images/", {"file": SimpleUploadedFile("x.png", image_bytes())}, format="multipart")
     assert upload.status_code == 403
-    assert client.delete(f"/api/v1/images/{dog.id}/").status_code == 403
+    assert upload.json()["detail"] == "Your role in this tenant may search but not upload images."
+    refused = client.delete(f"/api/v1/images/{dog.id}/")
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == "Your role in this tenant may search but not delete images."  # as on the pages
     assert ImageAsset.objects.filter(id=dog.id).exists()
 
 
