@@ -18,7 +18,7 @@ from ingestion.api import INDEX_DOWN_RESPONSE, ImageSerializer, form_errors
 from ingestion.models import ImageAsset
 from ingestion.selectors import asset_for_tenant
 from ingestion.uploadhandlers import early_refusals
-from search.forms import SearchParamsForm
+from search.forms import ImageQueryForm, SearchParamsForm
 from search.services import SearchResult, SimilarUnavailable, search_by_image, search_by_text, search_similar
 from tenants.api import TenantScopedMixin
 from tenants.schema import ERROR
@@ -110,9 +110,10 @@ class SearchView(TenantScopedMixin, APIView):
         if refused:
             raise DRFValidationError({"image": [refused[0].reason]})
         params = parse_params({**request.query_params.dict(), **{k: v for k, v in payload.items() if k != "image"}})
-        image = payload.get("image")
-        if image is None or isinstance(image, str):
-            raise DRFValidationError({"image": ["Send the query picture as a multipart file named 'image'."]})
+        query = ImageQueryForm(files=request.FILES)
+        if not query.is_valid():
+            raise form_errors(query)
+        image = query.cleaned_data["image"]
         limit = params.cleaned_data["limit"]
         try:
             results = search_by_image(

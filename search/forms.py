@@ -59,4 +59,10 @@ class SearchParamsForm(MetadataFiltersForm):
 
 
 class ImageQueryForm(forms.Form):
-    image = forms.FileField(label="Search with a picture", allow_empty_file=True)
+    """The query picture, for the page and the API alike; it is validated as an upload is, never stored."""
+
+    image = forms.FileField(
+        label="Search with a picture",
+        allow_empty_file=True,
+        error_messages={"required": "Send the query picture as a file named 'image'."},
+    )

@@ -258,6 +258,9 @@ def test_bad_search_parameters_are_a_400_that_names_them(indexed, acme, bob, que
 def test_image_search_without_an_image_is_a_400(acme, bob):
     response = api(bob, acme).post("/api/v1/search/", {"limit": "3"}, format="multipart")
     assert response.status_code == 400 and "image" in response.json()
+    assert response.json()["image"] == ["Send the query picture as a file named 'image'."]
+    as_text = api(bob, acme).post("/api/v1/search/", {"image": "not a file"}, format="multipart")
+    assert as_text.status_code == 400 and as_text.json()["image"] == response.json()["image"]
 
 
 def test_the_schema_and_its_docs_are_served(db):
