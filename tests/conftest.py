@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -166,37 +167,54 @@ def stack_media(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("stack-media")
 
 
+def worker_command(hostname: str) -> list[str]:
+    """A real `celery worker`, as `make worker` runs it."""
+    return [
+        str(VENV_BIN / "celery"), "-A", "config", "worker", "--pool=solo", "-Q", "ingestion,interactive",
+        "--loglevel=INFO", "--without-gossip", "--without-mingle", "--hostname", hostname,
+    ]  # fmt: skip
+
+
+def worker_env(*, chroma_url: str, media: Path, **extra: str) -> dict[str, str]:
+    """A worker process's environment: the test database, the given Chroma server and files."""
+    db = django_settings.DATABASES["default"]
+    return {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
+        "TASKS_IN_PROCESS": "0",
+        "CHROMA_URL": chroma_url,
+        "MEDIA_ROOT": str(media),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def web_side(settings, *, chroma_url: str, media: Path) -> Iterator[None]:
+    """This test's web side as deployed: tasks go to the broker, vectors to the Chroma server,
+    files to the workers' media folder."""
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CHROMA_URL = chroma_url
+    settings.MEDIA_ROOT = media
+    celery_app.conf.task_always_eager = False
+    index.reset_connection()
+    try:
+        yield
+    finally:
+        celery_app.conf.task_always_eager = True
+        index.reset_connection()
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(
     django_db_setup, django_db_blocker, chroma_server, stack_media
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A real `celery worker` process on the test database, Redis and the Chroma server."""
     redis.Redis.from_url(django_settings.REDIS_URL).flushdb()
-    db = django_settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
-        "TASKS_IN_PROCESS": "0",
-        "CHROMA_URL": chroma_server.url,
-        "MEDIA_ROOT": str(stack_media),
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-    }
+    env = worker_env(chroma_url=chroma_server.url, media=stack_media)
     log = (OUTPUT / "celery-worker.log").open("ab")
     process = subprocess.Popen(
-        [
-            str(VENV_BIN / "celery"),
-            "-A",
-            "config",
-            "worker",
-            "--pool=solo",
-            "-Q",
-            "ingestion,interactive",
-            "--loglevel=INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "--hostname",
-            "tests@%h",
-        ],
+        worker_command("tests@%h"),
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -220,14 +238,8 @@ def celery_worker_process(
 @pytest.fixture
 def stack(settings, transactional_db, celery_worker_process, chroma_server, stack_media) -> Iterator[ChromaServer]:
     """This test's web side talks to the same Redis, Chroma server and files as the worker."""
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    settings.CHROMA_URL = chroma_server.url
-    settings.MEDIA_ROOT = stack_media
-    celery_app.conf.task_always_eager = False
-    index.reset_connection()
-    yield chroma_server
-    celery_app.conf.task_always_eager = True
-    index.reset_connection()
+    with web_side(settings, chroma_url=chroma_server.url, media=stack_media):
+        yield chroma_server
 
 
 def wait_for_status(asset, statuses: set[str], timeout: float = 60) -> None:

@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -30,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
-from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connections
 from django.test import Client
@@ -42,7 +40,7 @@ from ingestion.models import AssetStatus, ImageAsset
 from search import index
 from tenants.models import Membership, Tenant
 from tenants.tokens import api_token_create
-from tests.conftest import VENV_BIN, ChromaServer, _free_port, _wait, login
+from tests.conftest import VENV_BIN, ChromaServer, _free_port, _wait, login, web_side, worker_command, worker_env
 from tests.factories import UserFactory
 from tests.testenv import OUTPUT, ROOT
 
@@ -112,8 +110,7 @@ class Worker:
         offset = log.stat().st_size if log.exists() else 0
         with log.open("ab") as output:
             self.process = subprocess.Popen(
-                [str(VENV_BIN / "celery"), "-A", "config", "worker", "--pool=solo", "-Q", "ingestion,interactive",
-                 "--loglevel=INFO", "--without-gossip", "--without-mingle", "--hostname", "faults@%h"],
+                worker_command("faults@%h"),
                 cwd=ROOT,
                 env={**self.env, **overrides},
                 stdout=output,
@@ -254,7 +251,6 @@ def fault_stack(django_db_setup, tmp_path_factory) -> Iterator[FaultStack]:
     scratch = tmp_path_factory.mktemp("faults")
     media = scratch / "media"
     media.mkdir()
-    db = django_settings.DATABASES["default"]
     with contextlib.ExitStack() as cleanup:
         redis_server = RedisServer()
         cleanup.callback(redis_server.stop)
@@ -262,18 +258,14 @@ def fault_stack(django_db_setup, tmp_path_factory) -> Iterator[FaultStack]:
         chroma = ChromaServer(scratch / "chroma")
         cleanup.callback(chroma.stop)
         chroma.start()
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
-            "REDIS_URL": redis_server.url,
-            "TASKS_IN_PROCESS": "0",
-            "CHROMA_URL": chroma.url,
-            "MEDIA_ROOT": str(media),
-            "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
-            "EMBED_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
-            "EMBED_STALE_AFTER_SECONDS": str(STALE_AFTER_SECONDS),
-        }
+        env = worker_env(
+            chroma_url=chroma.url,
+            media=media,
+            REDIS_URL=redis_server.url,
+            CELERY_VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT),
+            EMBED_MAX_ATTEMPTS=str(MAX_ATTEMPTS),
+            EMBED_STALE_AFTER_SECONDS=str(STALE_AFTER_SECONDS),
+        )
         cleanup.enter_context(_publishing_to(redis_server.url))
         worker = Worker(env)
         cleanup.callback(worker.stop)
@@ -287,16 +279,8 @@ def _web_side(settings, stack: FaultStack) -> Iterator[FaultStack]:
         stack.redis.start()
     if not stack.chroma.alive():
         stack.chroma.start()
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    settings.CHROMA_URL = stack.chroma.url
-    settings.MEDIA_ROOT = stack.media
-    celery_app.conf.task_always_eager = False
-    index.reset_connection()
-    try:
+    with web_side(settings, chroma_url=stack.chroma.url, media=stack.media):
         yield stack
-    finally:
-        celery_app.conf.task_always_eager = True
-        index.reset_connection()
 
 
 @pytest.fixture
