@@ -16,11 +16,13 @@ import redis
 from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from rest_framework.test import APIClient
 
 from config.celery import app as celery_app
 from search import index
 from tenants.models import Role, Tenant
 from tenants.services import membership_set, tenant_create
+from tenants.tokens import api_token_create
 from tests.factories import PASSWORD, UserFactory
 from tests.testenv import OUTPUT, ROOT, SAMPLES
 
@@ -82,6 +84,18 @@ def acme(alice, bob, vera) -> Tenant:
 def globex(charlie) -> Tenant:
     """Charlie owns Globex and has nothing to do with Acme."""
     return tenant_create(slug="globex", name="Globex", owner=charlie)
+
+
+def api(user, tenant, scheme: str = "Token") -> APIClient:
+    """An API client holding a fresh key of `user` in `tenant`."""
+    _, key = api_token_create(tenant=tenant, user=user, name="tests")
+    return keyed_client(key, scheme)
+
+
+def keyed_client(key: str, scheme: str = "Token") -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"{scheme} {key}")
+    return client
 
 
 def login(user) -> Client:

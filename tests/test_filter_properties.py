@@ -27,6 +27,7 @@ from ingestion.models import AssetStatus
 from search import index
 from search.filters import SearchFilters
 from search.services import search_by_image, search_by_text, search_similar
+from tests.conftest import keyed_client
 from tests.two_tenants import PICTURES, Seeded, leaked, picture_bytes, seed_two_tenants
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -116,9 +117,7 @@ def sent(pairs: list[tuple[str, str]]) -> str:
 
 
 def token_client(seeded: Seeded) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {seeded.key}")
-    return client
+    return keyed_client(seeded.key)
 
 
 def assert_only_own(response: Any, me: Seeded, other: Seeded, *, allowed: str = "") -> list[str]:

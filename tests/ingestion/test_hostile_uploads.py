@@ -24,7 +24,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils.html import escape
 from PIL import Image, ImageSequence
-from rest_framework.test import APIClient
 
 from ingestion.imaging import without_metadata
 from ingestion.models import AssetStatus, ImageAsset
@@ -32,8 +31,7 @@ from ingestion.uploadhandlers import early_refusals
 from search import index
 from search.embedding import get_embedder
 from tenants.services import tenant_create
-from tenants.tokens import api_token_create
-from tests.conftest import login
+from tests.conftest import api, login
 from tests.factories import image_bytes
 from tests.ingestion.test_validation import png_with_declared_size
 
@@ -75,13 +73,6 @@ def body_of(response) -> bytes:
 
 def plain(text: str) -> str:
     return html.unescape(text).replace("\xa0", " ")
-
-
-def api_client(user, tenant) -> APIClient:
-    _, key = api_token_create(tenant=tenant, user=user, name="tests")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
-    return client
 
 
 def upload_url(tenant) -> str:
@@ -220,7 +211,7 @@ def post_files(door: str, client: Any, tenant, files: list[SimpleUploadedFile], 
 
 
 def client_for(door: str, user, tenant) -> Any:
-    return api_client(user, tenant) if door == "api" else login(user)
+    return api(user, tenant) if door == "api" else login(user)
 
 
 @pytest.mark.django_db
@@ -285,7 +276,7 @@ def test_a_file_far_over_the_limit_is_refused_while_it_arrives(acme, bob, settin
 @pytest.mark.django_db
 def test_a_file_exactly_at_the_limit_is_accepted(acme, bob, settings):
     settings.UPLOAD_MAX_BYTES = len(EXACT_PNG)
-    response = api_client(bob, acme).post(API_IMAGES, {"file": as_upload("exact.png", EXACT_PNG)}, format="multipart")
+    response = api(bob, acme).post(API_IMAGES, {"file": as_upload("exact.png", EXACT_PNG)}, format="multipart")
     assert response.status_code == 201
 
 
@@ -301,7 +292,7 @@ def test_a_file_exactly_at_the_limit_is_accepted(acme, bob, settings):
     ],
 )
 def test_the_api_takes_a_hostile_filename_as_a_label_only(acme, bob, settings, media_files, sent, shown):
-    response = api_client(bob, acme).post(API_IMAGES, {"file": as_upload(sent, image_bytes("PNG"))}, format="multipart")
+    response = api(bob, acme).post(API_IMAGES, {"file": as_upload(sent, image_bytes("PNG"))}, format="multipart")
     assert response.status_code == 201
     assert response.json()["filename"] == shown
     asset = ImageAsset.objects.get()
@@ -501,15 +492,15 @@ TELLTALES = (b"Exif", b"Paris", b"GPSLatitude", b"PhoneMaker", b"xmpmeta")
 def test_served_pngs_and_webps_carry_no_location_and_keep_their_pixels(acme, bob, fmt):
     data = WITH_LOCATION[fmt]()
     assert GPS_IFD in Image.open(io.BytesIO(data)).getexif()
-    api = api_client(bob, acme)
-    response = api.post(API_IMAGES, {"file": as_upload(f"trip.{fmt}", data)}, format="multipart")
+    client = api(bob, acme)
+    response = client.post(API_IMAGES, {"file": as_upload(f"trip.{fmt}", data)}, format="multipart")
     assert response.status_code == 201
     asset_id = response.json()["id"]
     served = {
         "page original": login(bob).get(reverse("ingestion:original", args=[acme.slug, asset_id])),
         "page thumbnail": login(bob).get(reverse("ingestion:thumbnail", args=[acme.slug, asset_id])),
-        "api file": api.get(response.json()["links"]["file"]),
-        "api thumbnail": api.get(response.json()["links"]["thumbnail"]),
+        "api file": client.get(response.json()["links"]["file"]),
+        "api thumbnail": client.get(response.json()["links"]["thumbnail"]),
     }
     for door, reply in served.items():
         body = body_of(reply)
@@ -519,11 +510,11 @@ def test_served_pngs_and_webps_carry_no_location_and_keep_their_pixels(acme, bob
         assert "sandbox" in reply["Content-Security-Policy"], door
         assert not picture.getexif(), door
         assert not any(telltale in body for telltale in TELLTALES), door
-    original = body_of(api.get(response.json()["links"]["file"]))
+    original = body_of(client.get(response.json()["links"]["file"]))
     assert Image.open(io.BytesIO(original)).format == fmt.upper()
     assert np.array_equal(pixels(original), pixels(data))
 
-    again = api.post(API_IMAGES, {"file": as_upload(f"again.{fmt}", data)}, format="multipart")
+    again = client.post(API_IMAGES, {"file": as_upload(f"again.{fmt}", data)}, format="multipart")
     assert again.status_code == 200 and again.json()["id"] == asset_id  # the upload's bytes are what is recognised
     [result] = (
         login(bob)
@@ -680,7 +671,7 @@ def test_user_supplied_text_is_escaped_on_every_page_and_data_in_json(alice, pay
     status = client.get(reverse("ingestion:status", args=[tenant.slug]) + f"?ids={asset.id}")
     assert status["Content-Type"] == "application/json"
     assert status.json()["images"][0]["filename"] == HOSTILE_NAME
-    listing = api_client(alice, tenant).get(API_IMAGES)
+    listing = api(alice, tenant).get(API_IMAGES)
     assert listing["Content-Type"] == "application/json"
     [row] = listing.json()["results"]
     assert (row["filename"], row["category"], row["source"]) == (HOSTILE_NAME, payload, payload)

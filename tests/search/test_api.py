@@ -11,19 +11,13 @@ from rest_framework.test import APIClient
 from ingestion.models import AssetStatus, ImageAsset
 from search import index
 from tenants.models import ApiToken
-from tenants.tokens import api_token_create, api_token_revoke
+from tenants.tokens import api_token_revoke
+from tests.conftest import api
 from tests.factories import image_bytes
 from tests.search.conftest import SAMPLE_NAMES, upload_sample
 from tests.testenv import CHECKPOINT, SAMPLES, TEST_MODEL
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def api(user, tenant, scheme: str = "Token") -> APIClient:
-    _, key = api_token_create(tenant=tenant, user=user, name="tests")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"{scheme} {key}")
-    return client
 
 
 def ids(response) -> list[str]:
