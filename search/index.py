@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,7 +25,7 @@ import httpx
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
-from chromadb.errors import NotFoundError
+from chromadb.errors import InternalError, NotFoundError
 from django.conf import settings
 
 from search.embedding import current_model_key
@@ -125,7 +126,31 @@ def reset_connection() -> None:
         _collections.clear()
 
 
+# Pauses before the second and third try of an operation that Chroma failed internally.
+INTERNAL_ERROR_RETRY_DELAYS = (0.05, 0.25)
+
+
 def _call(operation: str, function: Any, **kwargs: Any) -> Any:
+    """Runs one Chroma operation. Unreachable: IndexUnavailable at once. An internal error is
+    tried again twice: Chroma's server (1.5) now and then fails a query that races its own writer
+    persisting a collection's first HNSW files ("Error creating hnsw segment reader: Nothing found
+    on disk", 2 of 7,500 queries under concurrent upserts; the next try succeeds). Every operation
+    here is idempotent (upserts and deletes by id), so a retry cannot double anything. An internal
+    error that persists is reported as IndexUnavailable too: the caller answers 503, not 500."""
+    for delay in INTERNAL_ERROR_RETRY_DELAYS:
+        try:
+            return _call_once(operation, function, kwargs)
+        except InternalError as exc:
+            logger.warning("Chroma %s failed internally (%s); trying again", operation, exc)
+            time.sleep(delay)
+    try:
+        return _call_once(operation, function, kwargs)
+    except InternalError as exc:
+        logger.error("Chroma %s failed internally, %d times", operation, len(INTERNAL_ERROR_RETRY_DELAYS) + 1)
+        raise IndexUnavailable(f"Chroma {operation} failed: {exc}") from exc
+
+
+def _call_once(operation: str, function: Any, kwargs: dict[str, Any]) -> Any:
     try:
         return function(**kwargs)
     except (httpx.TransportError, ConnectionError) as exc:

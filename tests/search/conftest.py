@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import pytest
+from chromadb.errors import InternalError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from ingestion.services import assets_upload
+from search import index
 from tests.testenv import SAMPLES
 
 SAMPLE_NAMES = ("dog.jpg", "dog-with-person.jpg", "cat.png")
@@ -26,3 +28,36 @@ def indexed(transactional_db, acme, bob):
         ),
         "cat.png": upload_sample(acme, bob, "cat.png", category="pets", source="archive", tags=["cat"]),
     }
+
+
+class CollectionFailingQueries:
+    """A real collection whose next `failures` queries fail as Chroma's server (1.5) fails one that
+    races its own writer persisting a collection's first HNSW files: seen under the load test, too
+    rare (2 of 7,500 queries) to provoke on demand."""
+
+    def __init__(self, collection, failures: int) -> None:
+        self.collection, self.failures = collection, failures
+
+    def __getattr__(self, name):
+        return getattr(self.collection, name)
+
+    def query(self, **kwargs):
+        if self.failures:
+            self.failures -= 1
+            raise InternalError(
+                "Error executing plan: Internal error: Error creating hnsw segment reader: Nothing found on disk"
+            )
+        return self.collection.query(**kwargs)
+
+
+@pytest.fixture
+def failing_queries():
+    """Makes a tenant's next queries fail inside Chroma: `failing_queries(tenant, failures)`."""
+
+    def install(tenant, failures: int) -> CollectionFailingQueries:
+        flaky = CollectionFailingQueries(index._collection(tenant), failures)
+        index._collections[index.collection_name(tenant)] = flaky  # type: ignore[assignment]
+        return flaky
+
+    yield install
+    index.reset_connection()

@@ -282,6 +282,13 @@ def test_deleting_while_the_index_is_unreachable_is_a_503_and_deletes_nothing(in
     assert index.fetch_vectors(tenant=acme, ids=[str(dog.id)]) != {}
 
 
+def test_a_search_that_chroma_keeps_failing_internally_is_a_503_not_a_500(indexed, acme, bob, failing_queries):
+    failing_queries(acme, failures=3)
+    response = api(bob, acme).get("/api/v1/search/", {"q": "a dog"})
+    assert response.status_code == 503 and "retry" in response.json()["detail"]
+    assert api(bob, acme).get("/api/v1/search/", {"q": "a dog"}).status_code == 200
+
+
 def test_a_path_under_the_api_that_names_no_route_is_a_json_404(acme, bob):
     client = api(bob, acme)
     for path in ("/api/v1/images/not-a-uuid/similar/", "/api/v1/images/a.b/", "/api/v1/nothing/"):

@@ -100,6 +100,21 @@ def test_an_unreachable_server_is_reported_as_retryable(settings):
         index.reset_connection()
 
 
+@pytest.mark.parametrize("failures", [1, 2, 3])
+def test_a_query_that_chroma_fails_internally_is_tried_again_then_reported_as_retryable(
+    backend, failing_queries, failures
+):
+    red, _ = tenants()
+    index.upsert_vectors(tenant=red, ids=["r1"], embeddings=[[1.0, 0.0, 0.0]], metadatas=[{"category": "a"}])
+    flaky = failing_queries(red, failures)
+    if failures <= len(index.INTERNAL_ERROR_RETRY_DELAYS):
+        assert [hit.id for hit in index.query_vectors(tenant=red, embedding=[1.0, 0.0, 0.0], limit=5)] == ["r1"]
+    else:
+        with pytest.raises(index.IndexUnavailable, match="Nothing found on disk"):
+            index.query_vectors(tenant=red, embedding=[1.0, 0.0, 0.0], limit=5)
+    assert flaky.failures == 0
+
+
 def test_each_tenant_has_its_own_collection_per_model(settings):
     red, blue = tenants()
     assert index.collection_name(red) != index.collection_name(blue)
