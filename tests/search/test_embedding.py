@@ -97,6 +97,38 @@ def test_every_precision_gives_the_fp32_vectors_within_rounding(precision):
         assert cosine(mine, theirs) >= 0.999
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_cpu_tower_is_rearranged_and_gives_the_plain_models_numbers(precision):
+    import open_clip
+    import torch
+
+    from search.embedding import cpu_has_native_bf16
+    from search.embedding.cpu_tower import PackedLinear, PackedSelfAttention, PatchEmbeddingMatmul
+
+    embedder = ClipEmbedder(ModelSpec(name=TEST_MODEL, pretrained=str(CHECKPOINT), device="cpu", precision=precision))
+    plain, _, _ = open_clip.create_model_and_transforms(TEST_MODEL, pretrained=str(CHECKPOINT))
+    plain = plain.eval().to(embedder.dtype)
+    visual = embedder._model.visual
+    assert isinstance(visual.conv1, PatchEmbeddingMatmul)
+    blocks = visual.transformer.resblocks
+    packed = precision == "bf16" and cpu_has_native_bf16()  # where oneDNN multiplies bf16 in hardware
+    assert all(isinstance(block.attn, PackedSelfAttention) == packed for block in blocks)
+    assert all(isinstance(block.mlp.c_fc, PackedLinear) == packed for block in blocks)
+    tolerance = 1e-4 if precision == "fp32" else 0.05
+    generator = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for size in (embedder.image_size, embedder.image_size + 7):  # a partial last patch is dropped alike
+            pixels = torch.randn(3, 3, size, size + 3, generator=generator).to(embedder.dtype)
+            assert torch.allclose(visual.conv1(pixels), plain.visual.conv1(pixels), atol=tolerance)
+        for batch in (1, 5, embedder.batch_size):  # weights are packed for full batches; others work alike
+            pixels = torch.randn(batch, 3, embedder.image_size, embedder.image_size, generator=generator)
+            ours = embedder._model.encode_image(pixels.to(embedder.dtype)).float()
+            theirs = plain.encode_image(pixels.to(embedder.dtype)).float()
+            assert torch.nn.functional.cosine_similarity(ours, theirs).min() >= (
+                0.99999 if precision == "fp32" else 0.999
+            )
+
+
 def test_an_unknown_precision_says_what_to_set():
     with pytest.raises(EmbeddingModelUnavailable, match="CLIP_PRECISION='fp8'; use auto, fp32, fp16 or bf16"):
         ClipEmbedder(ModelSpec(name=TEST_MODEL, pretrained=str(CHECKPOINT), device="cpu", precision="fp8"))
@@ -143,7 +175,7 @@ def test_a_text_only_model_holds_no_image_tower_and_embeds_texts_the_same():
     text_only = ClipEmbedder(spec, towers=("text",))
 
     def weights(embedder):
-        return sum(p.numel() for p in embedder._model.parameters())
+        return sum(t.numel() for t in [*embedder._model.parameters(), *embedder._model.buffers()])
 
     assert weights(text_only) < 0.7 * weights(get_embedder())
     for mine, full in zip(text_only.embed_texts(TEXTS), get_embedder().embed_texts(TEXTS), strict=True):

@@ -1,0 +1,270 @@
+"""The one door to torch and open_clip: turns RGB images and texts into unit-length vectors.
+
+The vectors are the ones Chroma's `OpenCLIPEmbeddingFunction` gives for the same model and
+checkpoint (same preprocessing, same normalisation), computed in batches instead of one by one.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+logger = logging.getLogger(__name__)
+
+RANDOM_WEIGHTS = "random"
+
+
+class EmbeddingModelUnavailable(ImproperlyConfigured):
+    """The configured weights cannot be loaded; the message says which setting to change."""
+
+
+Tower = Literal["image", "text"]
+BOTH_TOWERS: tuple[Tower, ...] = ("image", "text")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    pretrained: str
+    device: str = "auto"
+    seed: int = 0
+    precision: str = "auto"
+    batch_size: int = 0
+
+    @classmethod
+    def from_settings(cls) -> ModelSpec:
+        return cls(
+            name=settings.CLIP_MODEL,
+            pretrained=settings.CLIP_PRETRAINED,
+            device=settings.CLIP_DEVICE,
+            seed=settings.CLIP_RANDOM_SEED,
+            precision=settings.CLIP_PRECISION,
+            batch_size=settings.CLIP_BATCH_SIZE,
+        )
+
+    @property
+    def uses_random_weights(self) -> bool:
+        return self.pretrained == RANDOM_WEIGHTS
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        if self.uses_random_weights:
+            return None
+        looks_like_path = "/" in self.pretrained or self.pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
+        return Path(self.pretrained).expanduser() if looks_like_path else None
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+@functools.cache
+def model_key(spec: ModelSpec) -> str:
+    """Names the vector space: the same key exactly when the same model and weights make the vectors.
+
+    Computable without loading the model, so a web process can find the collection cheaply.
+    """
+    if spec.uses_random_weights:
+        weights = f"random-seed{spec.seed}"
+    elif (path := spec.checkpoint_path) is None:
+        weights = spec.pretrained
+    elif path.is_file():
+        weights = f"ckpt-{_file_digest(path)[:16]}"
+    else:
+        raise EmbeddingModelUnavailable(
+            f"CLIP_PRETRAINED={spec.pretrained!r} looks like a checkpoint path, but there is no file there. "
+            "Point it at an OpenCLIP checkpoint file, or use a pretrained tag such as 'laion2b_s34b_b79k'."
+        )
+    return _slug(f"clip-{spec.name}-{weights}")[:200]
+
+
+class ClipEmbedder:
+    """An OpenCLIP model loaded once per process, embedding in batches.
+
+    `towers` names the halves to keep: a web process that only embeds search texts drops the image
+    tower. With CLIP_PRECISION=auto the weights are held in bf16 where the hardware multiplies bf16
+    natively (CUDA, fp16 on older cards; CPUs with AMX or AVX512-BF16: 5x fp32 on a Xeon with AMX,
+    cosine 0.9999 to the fp32 vectors) and in fp32 elsewhere. Casting the weights once beats
+    autocast, which re-casts every weight on every call and was slower than fp32 on the CPU. On a
+    CPU the image tower is then rearranged for oneDNN (`cpu_tower`): same vectors, fewer slow calls."""
+
+    def __init__(self, spec: ModelSpec, towers: tuple[Tower, ...] = BOTH_TOWERS) -> None:
+        import open_clip
+        import torch
+
+        self.spec = spec
+        self.towers = towers
+        self._torch = torch
+        self.device = self._resolve_device(spec.device)
+        self.dtype = self._resolve_precision(spec.precision)
+        self.batch_size = spec.batch_size or (256 if self.device.startswith("cuda") else 32)
+        if spec.name not in open_clip.list_models():
+            raise EmbeddingModelUnavailable(f"CLIP_MODEL={spec.name!r} is not an OpenCLIP model name; try 'ViT-B-32'.")
+        self.model_key = model_key(spec)
+        try:
+            if spec.uses_random_weights:
+                torch.manual_seed(spec.seed)
+                model, _, preprocess = open_clip.create_model_and_transforms(spec.name, pretrained=None)
+            else:
+                model, _, preprocess = open_clip.create_model_and_transforms(spec.name, pretrained=spec.pretrained)
+        except Exception as exc:  # open_clip raises RuntimeError, OSError, HTTP errors...
+            raise EmbeddingModelUnavailable(
+                f"Could not load the weights CLIP_PRETRAINED={spec.pretrained!r} for CLIP_MODEL={spec.name!r}: "
+                f"{exc}. Allow the download (Hugging Face) on first run, or set CLIP_PRETRAINED to the path of "
+                f"a local checkpoint file, or set CLIP_PRETRAINED={RANDOM_WEIGHTS} for untrained weights whose "
+                "results mean nothing."
+            ) from exc
+        if "image" not in towers:
+            model.visual = torch.nn.Identity()  # frees the image tower's weights
+        self._model: Any = model.eval().to(self.device, dtype=self.dtype)
+        if "image" in towers and self.device == "cpu":
+            from search.embedding.cpu_tower import rearrange_for_cpu
+
+            rearrange_for_cpu(
+                self._model.visual,
+                batch_size=self.batch_size,
+                pack_weights=self.dtype == torch.bfloat16 and cpu_has_native_bf16(),
+            )
+        self._preprocess: Any = preprocess
+        self._tokenizer: Any = open_clip.get_tokenizer(spec.name)
+        self._lock = threading.Lock()
+        self.dimensions = int(getattr(model, "embed_dim", 0) or model.text_projection.shape[1])
+        size = getattr(model.visual, "image_size", 224)
+        self.image_size = int(size[0] if isinstance(size, tuple | list) else size)
+
+    def _resolve_precision(self, precision: str) -> Any:
+        torch = self._torch
+        if precision == "auto":
+            if self.device.startswith("cuda"):
+                return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+        choices = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+        if precision not in choices:
+            raise EmbeddingModelUnavailable(f"CLIP_PRECISION={precision!r}; use auto, fp32, fp16 or bf16.")
+        return choices[precision]
+
+    def _resolve_device(self, device: str) -> str:
+        if device == "auto":
+            return "cuda" if self._torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not self._torch.cuda.is_available():
+            raise EmbeddingModelUnavailable(
+                f"CLIP_DEVICE={device!r} but CUDA is not available here; use 'cpu' or 'auto'."
+            )
+        return device
+
+    def preprocess(self, image: Image) -> Any:
+        """OpenCLIP's own transform (resize, centre crop, normalise): thread-safe, run it ahead."""
+        return self._preprocess(image)
+
+    def embed_images(self, images: Sequence[Image]) -> list[list[float]]:
+        return self.embed_preprocessed([self.preprocess(image) for image in images])
+
+    def embed_preprocessed(self, tensors: Sequence[Any]) -> list[list[float]]:
+        if "image" not in self.towers:
+            raise RuntimeError("This embedder was loaded for texts only.")
+        vectors: list[list[float]] = []
+        for start in range(0, len(tensors), self.batch_size):
+            batch = self._torch.stack(list(tensors[start : start + self.batch_size]))
+            vectors.extend(self._encode(self._model.encode_image, batch))
+        return vectors
+
+    def embed_texts(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        tokens = self._tokenizer(list(texts))
+        encoder = self._encode_text_trimmed if self._can_trim_text() else self._model.encode_text
+        return self._encode(encoder, tokens)
+
+    def _can_trim_text(self) -> bool:
+        model = self._model
+        return (
+            getattr(model, "attn_mask", None) is not None
+            and getattr(model, "text_pool_type", None) == "argmax"
+            and hasattr(model, "token_embedding")
+            and hasattr(model, "positional_embedding")
+        )
+
+    def _encode_text_trimmed(self, tokens: Any) -> Any:
+        """OpenCLIP's `encode_text` on the tokens actually used instead of all 77 positions. The text
+        tower's attention is causal and the end-of-text position is the one pooled, so the padding
+        after it cannot change the result: a search text of 8 tokens costs a tenth of the work."""
+        from open_clip.transformer import text_global_pool
+
+        model = self._model
+        length = int((tokens != 0).sum(dim=1).max())
+        tokens = tokens[:, :length]
+        cast = model.transformer.get_cast_dtype()
+        x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:length].to(cast)
+        x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+        x = text_global_pool(model.ln_final(x), tokens, model.text_pool_type)
+        projection = model.text_projection
+        if projection is None:
+            return x
+        return projection(x) if isinstance(projection, self._torch.nn.Linear) else x @ projection
+
+    def _encode(self, encoder: Any, batch: Any) -> list[list[float]]:
+        torch = self._torch
+        if self.device.startswith("cuda"):
+            batch = batch.pin_memory().to(self.device, non_blocking=True)
+        if batch.is_floating_point():  # images; token ids stay integers
+            batch = batch.to(self.dtype)
+        with self._lock, torch.inference_mode():
+            features = encoder(batch).float()
+            features = features / features.norm(dim=-1, keepdim=True)
+        return features.cpu().tolist()  # type: ignore[no-any-return]
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AMX tiles or AVX512-BF16); without it torch
+    emulates bf16 and is slower than fp32."""
+    import torch
+
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+_loaded: dict[ModelSpec, ClipEmbedder] = {}
+_loading = threading.Lock()
+
+
+def get_embedder(need: Tower = "image") -> ClipEmbedder:
+    """The process's model for the current settings, loaded on first use. Asking for texts only
+    loads the text tower alone, unless the whole model is in memory already."""
+    spec = ModelSpec.from_settings()
+    with _loading:
+        embedder = _loaded.get(spec)
+        if embedder is None or need not in embedder.towers:
+            towers: tuple[Tower, ...] = ("text",) if need == "text" else BOTH_TOWERS
+            logger.info("Loading OpenCLIP %s (%s), %s", spec.name, spec.pretrained, " and ".join(towers))
+            embedder = ClipEmbedder(spec, towers=towers)
+            _loaded[spec] = embedder
+        return embedder
+
+
+def current_model_key() -> str:
+    return model_key(ModelSpec.from_settings())
+
+
+def uses_random_weights() -> bool:
+    return ModelSpec.from_settings().uses_random_weights
