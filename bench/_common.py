@@ -10,7 +10,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -103,27 +103,61 @@ def _make_photo(job: tuple[Path, str, int, float, float, float, float]) -> None:
     path.with_suffix(".partial").rename(path)
 
 
-def matmul_peak_gflops(dtype_name: str = "float32", device: str = "cpu", repeats: int = 10) -> float:
-    """The machine's measured matrix-multiply rate (the best of several square sizes, with the
-    threads torch uses): the ceiling the image tower is compared with."""
+def matmul_peak_gflops(
+    dtype_name: str = "float32",
+    device: str = "cpu",
+    shapes: Iterable[tuple[int, int, int]] = (),
+    squares: bool = True,
+    repeats: int = 10,
+) -> tuple[float, str]:
+    """The machine's measured matrix-multiply rate, the ceiling the image tower is compared with: the
+    best of several square sizes and of the given (M, K, N) shapes (the tower's own products, which
+    can beat every square: on a CPU their weights stay in cache), with the threads torch uses.
+    Returns the rate and the shape that reached it."""
     import torch
 
     dtype = getattr(torch, dtype_name)
-    best = 0.0
-    for size in (1024, 2048, 4096) if device == "cpu" else (4096, 8192):
-        a = torch.randn(size, size, dtype=dtype, device=device)
-        b = torch.randn(size, size, dtype=dtype, device=device)
+    sizes = ((1024, 2048, 4096) if device == "cpu" else (4096, 8192)) if squares else ()
+    best, at = 0.0, ""
+    for m, k, n in [*((size, size, size) for size in sizes), *sorted(set(shapes))]:
+        a = torch.randn(m, k, dtype=dtype, device=device)
+        b = torch.randn(k, n, dtype=dtype, device=device)
         for _ in range(2):
             a @ b
-        for _ in range(repeats if size < 4096 or device != "cpu" else 3):
+        for _ in range(3 if device == "cpu" and m * k * n >= 4096**3 else repeats):
             if device != "cpu":
                 torch.cuda.synchronize()
             start = time.perf_counter()
             a @ b
             if device != "cpu":
                 torch.cuda.synchronize()
-            best = max(best, 2 * size**3 / (time.perf_counter() - start) / 1e9)
-    return best
+            rate = 2 * m * k * n / (time.perf_counter() - start) / 1e9
+            if rate > best:
+                best, at = rate, f"{m}x{k}x{n}"
+    return best, at
+
+
+GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "mkldnn::_linear_pointwise")
+
+
+def gemm_profile(forward: Callable[[], object]) -> tuple[set[tuple[int, int, int]], float]:
+    """The (M, K, N) shapes of the 2-D matrix products one call of `forward` makes, and the share of
+    its CPU time spent in matrix products (all of them, batched ones included)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as shapes_run:
+        forward()
+    shapes = set()
+    for event in shapes_run.events():
+        if event.name in ("aten::mm", "aten::addmm"):
+            first, second = event.input_shapes[-2:] if event.name == "aten::mm" else event.input_shapes[1:3]
+            shapes.add((first[0], first[1], second[1]))
+    with profile(activities=[ProfilerActivity.CPU]) as timed_run:
+        forward()
+    averages = timed_run.key_averages()
+    total = sum(event.self_cpu_time_total for event in averages)
+    gemm = sum(event.self_cpu_time_total for event in averages if event.key in GEMM_OPS)
+    return shapes, gemm / total if total else 0.0
 
 
 def free_port() -> int:
