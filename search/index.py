@@ -38,7 +38,8 @@ Where = dict[str, Any]
 
 
 class IndexUnavailable(Exception):
-    """Chroma cannot be reached right now; the operation is worth retrying later."""
+    """Chroma cannot be reached right now, or keeps failing in a way known to pass; the operation
+    is worth retrying later."""
 
 
 class TenantScoped(Protocol):
@@ -126,27 +127,32 @@ def reset_connection() -> None:
         _collections.clear()
 
 
-# Pauses before the second and third try of an operation that Chroma failed internally.
-INTERNAL_ERROR_RETRY_DELAYS = (0.05, 0.25)
+# Pauses before the second and third try of an operation that met Chroma's known race.
+RACE_RETRY_DELAYS = (0.05, 0.25)
+# Chroma's server (1.5) now and then fails a query that races its own writer persisting a
+# collection's first HNSW files: 2 of 7,500 queries under concurrent upserts, and the next try succeeds.
+RACE_MESSAGE = "Error creating hnsw segment reader"
 
 
 def _call(operation: str, function: Any, **kwargs: Any) -> Any:
-    """Runs one Chroma operation. Unreachable: IndexUnavailable at once. An internal error is
-    tried again twice: Chroma's server (1.5) now and then fails a query that races its own writer
-    persisting a collection's first HNSW files ("Error creating hnsw segment reader: Nothing found
-    on disk", 2 of 7,500 queries under concurrent upserts; the next try succeeds). Every operation
-    here is idempotent (upserts and deletes by id), so a retry cannot double anything. An internal
-    error that persists is reported as IndexUnavailable too: the caller answers 503, not 500."""
-    for delay in INTERNAL_ERROR_RETRY_DELAYS:
+    """Runs one Chroma operation. Unreachable: IndexUnavailable at once. Chroma's known race
+    (RACE_MESSAGE) is tried twice more, then reported as IndexUnavailable too (retry later); every
+    operation here is idempotent, so a retry cannot double anything. Any other internal error
+    propagates as it is: nothing says that trying again would help."""
+    for delay in RACE_RETRY_DELAYS:
         try:
             return _call_once(operation, function, kwargs)
         except InternalError as exc:
-            logger.warning("Chroma %s failed internally (%s); trying again", operation, exc)
+            if RACE_MESSAGE not in str(exc):
+                raise
+            logger.warning("Chroma %s met its segment reader race (%s); trying again", operation, exc)
             time.sleep(delay)
     try:
         return _call_once(operation, function, kwargs)
     except InternalError as exc:
-        logger.error("Chroma %s failed internally, %d times", operation, len(INTERNAL_ERROR_RETRY_DELAYS) + 1)
+        if RACE_MESSAGE not in str(exc):
+            raise
+        logger.error("Chroma %s failed %d times in a row", operation, len(RACE_RETRY_DELAYS) + 1, exc_info=True)
         raise IndexUnavailable(f"Chroma {operation} failed: {exc}") from exc
 
 

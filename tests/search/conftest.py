@@ -35,8 +35,10 @@ class CollectionFailingQueries:
     races its own writer persisting a collection's first HNSW files: seen under the load test, too
     rare (2 of 7,500 queries) to provoke on demand."""
 
-    def __init__(self, collection, failures: int) -> None:
-        self.collection, self.failures = collection, failures
+    RACE = "Error executing plan: Internal error: Error creating hnsw segment reader: Nothing found on disk"
+
+    def __init__(self, collection, failures: int, message: str = RACE) -> None:
+        self.collection, self.failures, self.message = collection, failures, message
 
     def __getattr__(self, name):
         return getattr(self.collection, name)
@@ -44,18 +46,16 @@ class CollectionFailingQueries:
     def query(self, **kwargs):
         if self.failures:
             self.failures -= 1
-            raise InternalError(
-                "Error executing plan: Internal error: Error creating hnsw segment reader: Nothing found on disk"
-            )
+            raise InternalError(self.message)
         return self.collection.query(**kwargs)
 
 
 @pytest.fixture
 def failing_queries():
-    """Makes a tenant's next queries fail inside Chroma: `failing_queries(tenant, failures)`."""
+    """Makes a tenant's next queries fail inside Chroma: `failing_queries(tenant, failures[, message])`."""
 
-    def install(tenant, failures: int) -> CollectionFailingQueries:
-        flaky = CollectionFailingQueries(index._collection(tenant), failures)
+    def install(tenant, failures: int, **options) -> CollectionFailingQueries:
+        flaky = CollectionFailingQueries(index._collection(tenant), failures, **options)
         index._collections[index.collection_name(tenant)] = flaky  # type: ignore[assignment]
         return flaky
 

@@ -4,6 +4,7 @@ import uuid
 from dataclasses import dataclass
 
 import pytest
+from chromadb.errors import InternalError
 
 from search import index
 
@@ -107,12 +108,21 @@ def test_a_query_that_chroma_fails_internally_is_tried_again_then_reported_as_re
     red, _ = tenants()
     index.upsert_vectors(tenant=red, ids=["r1"], embeddings=[[1.0, 0.0, 0.0]], metadatas=[{"category": "a"}])
     flaky = failing_queries(red, failures)
-    if failures <= len(index.INTERNAL_ERROR_RETRY_DELAYS):
+    if failures <= len(index.RACE_RETRY_DELAYS):
         assert [hit.id for hit in index.query_vectors(tenant=red, embedding=[1.0, 0.0, 0.0], limit=5)] == ["r1"]
     else:
         with pytest.raises(index.IndexUnavailable, match="Nothing found on disk"):
             index.query_vectors(tenant=red, embedding=[1.0, 0.0, 0.0], limit=5)
     assert flaky.failures == 0
+
+
+def test_any_other_internal_error_from_chroma_is_not_retried_nor_called_retryable(backend, failing_queries):
+    red, _ = tenants()
+    index.upsert_vectors(tenant=red, ids=["r1"], embeddings=[[1.0, 0.0, 0.0]], metadatas=[{"category": "a"}])
+    flaky = failing_queries(red, 2, message="Error executing plan: something else broke")
+    with pytest.raises(InternalError, match="something else"):
+        index.query_vectors(tenant=red, embedding=[1.0, 0.0, 0.0], limit=5)
+    assert flaky.failures == 1
 
 
 def test_each_tenant_has_its_own_collection_per_model(settings):
