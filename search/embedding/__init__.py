@@ -107,7 +107,8 @@ class ClipEmbedder:
     natively (CUDA, fp16 on older cards; CPUs with AMX or AVX512-BF16: 5x fp32 on a Xeon with AMX,
     cosine 0.9999 to the fp32 vectors) and in fp32 elsewhere. Casting the weights once beats
     autocast, which re-casts every weight on every call and was slower than fp32 on the CPU. On a
-    CPU the image tower is then rearranged for oneDNN (`cpu_tower`): same vectors, fewer slow calls."""
+    CPU the image tower is then rearranged for oneDNN (`cpu_tower`): the same vectors within
+    rounding, in fewer and faster calls."""
 
     def __init__(self, spec: ModelSpec, towers: tuple[Tower, ...] = BOTH_TOWERS) -> None:
         import open_clip

@@ -4,18 +4,19 @@ Measured on ViT-B-32, batches of 32, on a 2-core Xeon with AMX (`bench/ingest.py
 share of each run's time spent in matrix products):
 
 - The patch embedding is a convolution whose kernel equals its stride: each pixel is seen once, so
-  it is one matrix product of the image's patches with the flattened kernel. oneDNN runs that
-  convolution at a quarter of its matmul rate in bf16 (13 ms of a batch's 240 ms; 4 ms as a matmul)
-  and slower in fp32 too.
+  it is one matrix product of the image's patches with the flattened kernel. oneDNN's bf16
+  convolution takes three times as long (13 ms of a batch's 240 ms; 4 ms as a matmul), and its fp32
+  one 25% longer.
 - In bf16, oneDNN reorders a plain weight into its blocked AMX layout on every call; a block's
   weights (14 MB) do not stay in the cores' caches (2 MB each) between layers, so that reorder is
   paid from memory each time. Weights reordered once at load time (what `torch.compile`'s weight
-  freezing does, without the compile) measured 7-34% faster than the tower with the patch matmul
-  alone, varying between runs of this shared machine. The attention's input projection is one such
+  freezing does, without the compile) avoid it. The attention's input projection is one such
   product, so self-attention is done here with the packed weights and PyTorch's fused
   `scaled_dot_product_attention`, whose CPU kernel reads the heads in place.
 
-Together: 1.11-1.19x OpenCLIP's own tower in bf16 (three interleaved measurements).
+Together: 1.10-1.19x OpenCLIP's own tower in bf16 (four interleaved measurements; the gain varies
+with the memory traffic of this shared machine). Packed weights are oneDNN's opaque tensors: the
+rearranged tower cannot be deep-copied or saved as a state dict, and is not meant to be.
 
 Each step applies only to the layers it is written for and leaves anything else as it was. Vectors
 agree with the plain model to rounding (tested against it in fp32 and bf16).
@@ -35,28 +36,46 @@ logger = logging.getLogger(__name__)
 
 
 def rearrange_for_cpu(visual: nn.Module, *, batch_size: int, pack_weights: bool) -> None:
-    """Rearranges `visual` (an OpenCLIP image tower already in its final dtype) in place; with
-    `pack_weights`, its bf16 blocks get packed weights (the caller knows whether the CPU multiplies
-    bf16 natively: elsewhere oneDNN emulates bf16 and packing is not worth it)."""
+    """Rearranges `visual` (an OpenCLIP image tower already in its final dtype) in place. With
+    `pack_weights` (bf16 weights on a CPU that multiplies bf16 natively: the caller knows), each
+    block gets packed weights, kept only if that block then gives the plain block's numbers."""
     conv = getattr(visual, "conv1", None)
     if isinstance(conv, nn.Conv2d) and PatchEmbeddingMatmul.fits(conv):
         visual.conv1 = PatchEmbeddingMatmul(conv)
-    if not (pack_weights and _packing_available() and next(visual.parameters()).dtype == torch.bfloat16):
+    if not (pack_weights and _packing_available()):
         return
     grid = getattr(visual, "grid_size", None)
     rows = batch_size * (math.prod(grid) + 1) if grid else None
+    for block in getattr(getattr(visual, "transformer", None), "resblocks", ()):
+        if isinstance(block, ResidualAttentionBlock) and not _pack_block(block, rows=rows):
+            return
+
+
+def _pack_block(block: ResidualAttentionBlock, *, rows: int | None) -> bool:
+    """Packs one block's products, checked on a probe: a oneDNN that cannot run these private ops,
+    or runs them differently, leaves the block (and the ones after it) as they were."""
+    plain = {"attn": block.attn, "c_fc": block.mlp.c_fc, "c_proj": block.mlp.c_proj}
+    width = plain["c_fc"].in_features if isinstance(plain["c_fc"], nn.Linear) else None
+    if width is None or not isinstance(plain["c_proj"], nn.Linear):
+        return True
+    probe = torch.randn(2, 8, width, generator=torch.Generator().manual_seed(0)).to(plain["c_fc"].weight.dtype)
     try:
-        for block in getattr(getattr(visual, "transformer", None), "resblocks", ()):
-            if not isinstance(block, ResidualAttentionBlock):
-                continue
+        with torch.inference_mode():
+            expected = block(probe).float().flatten()
             if PackedSelfAttention.fits(block.attn) and not hasattr(block, "ln_1_kv"):
                 block.attn = PackedSelfAttention(block.attn, rows=rows)
-            for name in ("c_fc", "c_proj"):
-                layer = getattr(block.mlp, name, None)
-                if isinstance(layer, nn.Linear):
-                    setattr(block.mlp, name, PackedLinear(layer.weight, layer.bias, rows=rows))
-    except RuntimeError:  # a oneDNN build that cannot pack these: the blocks not yet swapped stay plain
-        logger.warning("Could not pack the image tower's weights for oneDNN; running it unpacked.", exc_info=True)
+            block.mlp.c_fc = PackedLinear(plain["c_fc"].weight, plain["c_fc"].bias, rows=rows)
+            block.mlp.c_proj = PackedLinear(plain["c_proj"].weight, plain["c_proj"].bias, rows=rows)
+            agreement = float(F.cosine_similarity(block(probe).float().flatten(), expected, dim=0))
+        if agreement >= 0.999:
+            return True
+        logger.warning(
+            "The packed image tower disagrees with the plain one (cosine %.4f); running it unpacked.", agreement
+        )
+    except RuntimeError:
+        logger.warning("oneDNN could not run the packed image tower; running it unpacked.", exc_info=True)
+    block.attn, block.mlp.c_fc, block.mlp.c_proj = plain["attn"], plain["c_fc"], plain["c_proj"]
+    return False
 
 
 def _packing_available() -> bool:

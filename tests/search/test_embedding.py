@@ -129,6 +129,42 @@ def test_the_cpu_tower_is_rearranged_and_gives_the_plain_models_numbers(precisio
             )
 
 
+@pytest.mark.parametrize("fault", ["raises", "disagrees"])
+def test_packed_blocks_that_fail_their_probe_are_left_plain(monkeypatch, fault):
+    """A oneDNN that cannot run the private packed ops (another torch, another CPU) or runs them
+    differently cannot exist on this machine: the packed product is made to fail here."""
+    import torch
+
+    from search.embedding.cpu_tower import PackedLinear
+
+    def broken(self, x):
+        if fault == "raises":
+            raise RuntimeError("could not create a primitive descriptor")
+        return torch.zeros(*x.shape[:-1], self.bias.shape[0], dtype=x.dtype)
+
+    monkeypatch.setattr(PackedLinear, "forward", broken)
+    embedder = ClipEmbedder(ModelSpec(name=TEST_MODEL, pretrained=str(CHECKPOINT), device="cpu", precision="bf16"))
+    for block in embedder._model.visual.transformer.resblocks:
+        assert isinstance(block.attn, torch.nn.MultiheadAttention)
+        assert isinstance(block.mlp.c_fc, torch.nn.Linear) and isinstance(block.mlp.c_proj, torch.nn.Linear)
+    reference = ClipEmbedder(ModelSpec(name=TEST_MODEL, pretrained=str(CHECKPOINT), device="cpu", precision="fp32"))
+    image = load_rgb(str(SAMPLES / "dog.jpg"))
+    assert cosine(embedder.embed_images([image])[0], reference.embed_images([image])[0]) >= 0.999
+
+
+def test_layers_of_another_shape_are_not_rearranged():
+    import torch
+
+    from search.embedding.cpu_tower import PackedSelfAttention, PatchEmbeddingMatmul
+
+    assert PatchEmbeddingMatmul.fits(torch.nn.Conv2d(3, 8, kernel_size=16, stride=16, bias=False))
+    assert not PatchEmbeddingMatmul.fits(torch.nn.Conv2d(3, 8, kernel_size=3, stride=2, padding=1))  # ResNet stems
+    assert not PatchEmbeddingMatmul.fits(torch.nn.Conv2d(3, 8, kernel_size=16, stride=8))  # overlapping patches
+    assert PackedSelfAttention.fits(torch.nn.MultiheadAttention(64, 4, batch_first=True))
+    assert not PackedSelfAttention.fits(torch.nn.MultiheadAttention(64, 4))  # sequence first
+    assert not PackedSelfAttention.fits(torch.nn.MultiheadAttention(64, 4, batch_first=True, add_bias_kv=True))
+
+
 def test_an_unknown_precision_says_what_to_set():
     with pytest.raises(EmbeddingModelUnavailable, match="CLIP_PRECISION='fp8'; use auto, fp32, fp16 or bf16"):
         ClipEmbedder(ModelSpec(name=TEST_MODEL, pretrained=str(CHECKPOINT), device="cpu", precision="fp8"))
