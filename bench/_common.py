@@ -142,7 +142,8 @@ GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "mkldnn::_l
 
 def gemm_profile(forward: Callable[[], object]) -> tuple[set[tuple[int, int, int]], float]:
     """The (M, K, N) shapes of the 2-D matrix products one call of `forward` makes, and the share of
-    its CPU time spent in matrix products (all of them, batched ones included)."""
+    its CPU time spent in matrix products (batched ones included; those inside a fused attention
+    kernel count as the kernel, which is not a matrix product)."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as shapes_run:

@@ -188,7 +188,8 @@ def main() -> None:
                 plain(on_device[:1])
             shapes, _ = gemm_profile(lambda: plain(on_device))
             torch.backends.mha.set_fastpath_enabled(True)
-            _, gemm_share = gemm_profile(lambda: model._model.visual(on_device))
+            on_cpu = model.device == "cpu"  # on a GPU the profiler's CPU times are launch times
+            gemm_share = gemm_profile(lambda: model._model.visual(on_device))[1] if on_cpu else 0.0
         dtype_name = str(model.dtype).removeprefix("torch.")
         if (dtype_name, model.device) not in square_peaks:
             square_peaks[dtype_name, model.device] = matmul_peak_gflops(dtype_name, device=model.device)
@@ -202,7 +203,7 @@ def main() -> None:
             gflop=counter.get_total_flops() / 1e9,
             peak=peak,
             peak_at=peak_at,
-            gemm_share=gemm_share if model.device == "cpu" else 0.0,
+            gemm_share=gemm_share,
         )
 
     worker_tower = model_only(embedder, embedder.batch_size)
