@@ -7,10 +7,11 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,8 +21,10 @@ PHOTO_SOURCES = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field"
 MEGAPIXELS = (2, 3, 4, 6, 8, 12)
 
 
-def model_checkpoint(model: str = "ViT-B-32", seed: int = 0) -> Path:
-    path = CACHE / f"{model}-random-seed{seed}.pt"
+def model_checkpoint(model: str = "ViT-B-32", seed: int = 0, path: Path | None = None) -> Path:
+    """A randomly initialised OpenCLIP model (fixed seed) saved once as a checkpoint file: what the
+    benchmarks and the tests load through the same code path as trained weights."""
+    path = path or CACHE / f"{model}-random-seed{seed}.pt"
     if not path.exists():
         import open_clip
         import torch
@@ -140,25 +143,31 @@ def matmul_peak_gflops(
 GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "mkldnn::_linear_pointwise")
 
 
-def gemm_profile(forward: Callable[[], object]) -> tuple[set[tuple[int, int, int]], float]:
-    """The (M, K, N) shapes of the 2-D matrix products one call of `forward` makes, and the share of
-    its CPU time spent in matrix products (batched ones included; those inside a fused attention
-    kernel count as the kernel, which is not a matrix product)."""
+def gemm_shapes(forward: Callable[[], object]) -> set[tuple[int, int, int]]:
+    """The (M, K, N) shapes of the 2-D matrix products one call of `forward` makes."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as shapes_run:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as run:
         forward()
     shapes = set()
-    for event in shapes_run.events():
+    for event in run.events():
         if event.name in ("aten::mm", "aten::addmm"):
             first, second = event.input_shapes[-2:] if event.name == "aten::mm" else event.input_shapes[1:3]
             shapes.add((first[0], first[1], second[1]))
-    with profile(activities=[ProfilerActivity.CPU]) as timed_run:
+    return shapes
+
+
+def gemm_share(forward: Callable[[], object]) -> float:
+    """The share of one call's CPU time spent in matrix products (batched ones included; those
+    inside a fused attention kernel count as the kernel, which is not a matrix product)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as run:
         forward()
-    averages = timed_run.key_averages()
+    averages = run.key_averages()
     total = sum(event.self_cpu_time_total for event in averages)
     gemm = sum(event.self_cpu_time_total for event in averages if event.key in GEMM_OPS)
-    return shapes, gemm / total if total else 0.0
+    return gemm / total if total else 0.0
 
 
 def free_port() -> int:
@@ -169,16 +178,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(check: Callable[[], object], timeout: float, what: str) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, *, processes: Sequence[subprocess.Popen[bytes]] = ()
+) -> None:
+    """Polls `check` until it is true, for at most `timeout` seconds; one of `processes` exiting
+    meanwhile fails at once instead of after the timeout. Shared with the tests' fixtures."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:
-            pass
+        if check():
+            return
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"{what}: a process it needs exited with {process.returncode}")
         time.sleep(0.1)
-    raise TimeoutError(f"{what} did not start within {timeout}s")
+    raise TimeoutError(f"{what} not ready after {timeout}s")
+
+
+def answers(url: str, status: int) -> bool:
+    """Whether `url` answers with `status` now (False while nothing listens there yet)."""
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=1).status_code == status
+    except httpx.HTTPError:
+        return False
 
 
 @contextmanager
@@ -186,8 +209,6 @@ def local_stack(*, database: str, redis_url: str, web_workers: int = 1, model: s
     """The deployed shape on loopback: a fresh PostgreSQL database, a Redis db, a `chroma run`
     server, one Celery worker and gunicorn, all started here and stopped on exit. Yields the web
     address; this process is set up as a Django client of the same database, Redis and Chroma."""
-    import subprocess
-
     import psycopg
 
     name = database.rsplit("/", 1)[1]
@@ -202,7 +223,6 @@ def local_stack(*, database: str, redis_url: str, web_workers: int = 1, model: s
         CHROMA_URL=f"http://127.0.0.1:{chroma_port}",
         TASKS_IN_PROCESS="0",
     )
-    import httpx
     import redis
     from django.conf import settings
 
@@ -217,12 +237,14 @@ def local_stack(*, database: str, redis_url: str, web_workers: int = 1, model: s
     ]  # fmt: skip
     try:
         wait_until(
-            lambda: httpx.get(f"http://127.0.0.1:{chroma_port}/api/v2/heartbeat").status_code == 200, 30, "Chroma"
+            lambda: answers(f"http://127.0.0.1:{chroma_port}/api/v2/heartbeat", 200), 30, "Chroma", processes=processes
         )
-        wait_until(lambda: httpx.get(f"http://127.0.0.1:{web_port}/api/v1/images/").status_code == 401, 60, "gunicorn")
+        wait_until(
+            lambda: answers(f"http://127.0.0.1:{web_port}/api/v1/images/", 401), 60, "gunicorn", processes=processes
+        )
         from config.celery import app
 
-        wait_until(lambda: bool(app.control.ping(timeout=0.5)), 120, "the Celery worker")
+        wait_until(lambda: bool(app.control.ping(timeout=0.5)), 120, "the Celery worker", processes=processes)
         yield f"http://127.0.0.1:{web_port}"
     except BaseException:
         print(f"logs of the stack: {workdir / 'logs'}", file=sys.stderr)

@@ -8,14 +8,23 @@ import dataclasses
 import shutil
 from typing import Any
 
-from bench._common import gemm_profile, machine, make_photos, matmul_peak_gflops, median, setup_django, stopwatch
+from bench._common import (
+    gemm_shapes,
+    gemm_share,
+    machine,
+    make_photos,
+    matmul_peak_gflops,
+    median,
+    setup_django,
+    stopwatch,
+)
 
 
 @dataclasses.dataclass
 class Tower:
     rate: float  # images/s through the worker's call
     bare: float  # images/s of the bare forward pass
-    plain: float  # images/s of OpenCLIP's own tower, not rearranged, same dtype
+    plain: float  # images/s of OpenCLIP's own tower, not rearranged, same dtype (0: not measured)
     gflop: float  # per image
     peak: float  # GFLOP/s
     peak_at: str
@@ -24,12 +33,16 @@ class Tower:
     def line(self, label: str) -> str:
         achieved, bare = self.rate * self.gflop, self.bare * self.gflop
         gemm = f"; matrix products {self.gemm_share:.0%} of its CPU time" if self.gemm_share else ""
+        plain = (
+            f"; OpenCLIP's own tower {self.plain:.2f} images/s (ours {self.bare / self.plain:.2f}x)"
+            if self.plain
+            else ""
+        )
         return (
             f"model     {label}: {self.rate:.2f} images/s through the worker's call = {achieved:.0f} GFLOP/s "
             f"({self.gflop:.2f} GFLOP/image), share {achieved / self.peak:.0%}; bare forward pass "
             f"{self.bare:.2f} images/s = {bare:.0f} GFLOP/s, share {bare / self.peak:.0%} of the measured "
-            f"matmul peak {self.peak:.0f} GFLOP/s (at {self.peak_at}){gemm}; OpenCLIP's own tower "
-            f"{self.plain:.2f} images/s (ours {self.bare / self.plain:.2f}x)"
+            f"matmul peak {self.peak:.0f} GFLOP/s (at {self.peak_at}){gemm}{plain}"
         )
 
 
@@ -69,7 +82,11 @@ def main() -> None:
     from tenants.services import tenant_create
 
     photos = make_photos(args.count)
-    megapixels = [Image.open(p).width * Image.open(p).height / 1e6 for p in photos]
+    sizes = []
+    for path in photos:
+        with Image.open(path) as image:
+            sizes.append(image.size)
+    megapixels = [width * height / 1e6 for width, height in sizes]
     embedder = get_embedder()
     print(f"machine: {machine()}")
     print(
@@ -84,10 +101,8 @@ def main() -> None:
     media = settings.MEDIA_ROOT / "bench"
     media.mkdir(parents=True, exist_ok=True)
     assets = []
-    for i, path in enumerate(photos):
+    for i, (path, (width, height)) in enumerate(zip(photos, sizes, strict=True)):
         shutil.copyfile(path, media / path.name)
-        with Image.open(path) as image:
-            width, height = image.size
         assets.append(ImageAsset(
             tenant=tenant, original_filename=path.name, file=f"bench/{path.name}", sha256=f"{i:064d}",
             image_format="JPEG", byte_size=path.stat().st_size, width=width, height=height,
@@ -138,19 +153,25 @@ def main() -> None:
     plain_towers: dict[tuple[str, object], Any] = {}
 
     def plain_tower(model: ClipEmbedder) -> Any:
-        """OpenCLIP's own image tower for the same weights and dtype, as OpenCLIP builds it."""
+        """OpenCLIP's own image tower for the same weights and dtype. Only the CPU rearranges the
+        tower, so on a GPU that is the loaded one."""
         import open_clip
 
+        if model.device != "cpu":
+            return model._model.visual
         if (model.device, model.dtype) not in plain_towers:
-            plain, _, _ = open_clip.create_model_and_transforms(args.model, pretrained=str(settings.CLIP_PRETRAINED))
+            plain = open_clip.create_model(args.model, pretrained=str(settings.CLIP_PRETRAINED))
             plain_towers[model.device, model.dtype] = plain.visual.eval().to(model.device, model.dtype)
         return plain_towers[model.device, model.dtype]
 
     def forward_only(model: ClipEmbedder, size: int) -> tuple[float, float]:
         """Images/s of the image tower's forward pass alone, on a batch already on the device in the
         model's dtype (no stacking, host-to-device copy or conversion of the vectors to lists), for
-        the loaded tower and for OpenCLIP's own, runs interleaved."""
-        towers = {"ours": model._model.visual, "plain": plain_tower(model)}
+        the loaded tower and, where they differ, OpenCLIP's own (runs interleaved; 0 where they are
+        the same)."""
+        towers = {"ours": model._model.visual}
+        if (plain := plain_tower(model)) is not towers["ours"]:
+            towers["plain"] = plain
         batch = torch.randn(size, 3, model.image_size, model.image_size, device=model.device, dtype=model.dtype)
         on_gpu = model.device.startswith("cuda")
         rates: dict[str, list[float]] = {name: [] for name in towers}
@@ -163,7 +184,7 @@ def main() -> None:
                             torch.cuda.synchronize()
                     if run:
                         rates[name].append(size / elapsed())
-        return median(rates["ours"]), median(rates["plain"])
+        return median(rates["ours"]), median(rates["plain"]) if "plain" in rates else 0.0
 
     def model_only(model: ClipEmbedder, size: int) -> Tower:
         """The image tower alone (batches already preprocessed), through the worker's call and as a
@@ -186,10 +207,10 @@ def main() -> None:
         with torch.inference_mode():
             with FlopCounterMode(display=False) as counter:
                 plain(on_device[:1])
-            shapes, _ = gemm_profile(lambda: plain(on_device))
+            shapes = gemm_shapes(lambda: plain(on_device))
             torch.backends.mha.set_fastpath_enabled(True)
             on_cpu = model.device == "cpu"  # on a GPU the profiler's CPU times are launch times
-            gemm_share = gemm_profile(lambda: model._model.visual(on_device))[1] if on_cpu else 0.0
+            share = gemm_share(lambda: model._model.visual(on_device)) if on_cpu else 0.0
         dtype_name = str(model.dtype).removeprefix("torch.")
         if (dtype_name, model.device) not in square_peaks:
             square_peaks[dtype_name, model.device] = matmul_peak_gflops(dtype_name, device=model.device)
@@ -203,13 +224,14 @@ def main() -> None:
             gflop=counter.get_total_flops() / 1e9,
             peak=peak,
             peak_at=peak_at,
-            gemm_share=gemm_share,
+            gemm_share=share,
         )
 
     worker_tower = model_only(embedder, embedder.batch_size)
     extra = []
+    dtypes = {"auto": embedder.dtype, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     for precision in [p for p in args.model_precisions.split(",") if p] or [embedder.spec.precision]:
-        if precision == embedder.spec.precision:
+        if dtypes.get(precision) == embedder.dtype:  # the worker's own model: not loaded twice
             other = embedder
         else:
             other = ClipEmbedder(dataclasses.replace(embedder.spec, precision=precision))
