@@ -3,10 +3,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from rest_framework.test import APIClient
 
+from bench._common import free_port, wait_until
 from config.celery import app as celery_app
 from search import index
 from tenants.models import Role, Tenant
@@ -115,25 +114,10 @@ def sample() -> Callable[[str], SimpleUploadedFile]:
 # --- the full local stack: a Chroma server and a Celery worker process ---------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"{what} not ready after {timeout}s")
-
-
 class ChromaServer:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -153,7 +137,7 @@ class ChromaServer:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        _wait(self.alive, 30, "Chroma server")
+        wait_until(self.alive, 30, "Chroma server")
 
     def alive(self) -> bool:
         try:
@@ -240,7 +224,7 @@ def celery_worker_process(
             raise RuntimeError(f"the Celery worker exited with {process.returncode}; see {OUTPUT}/celery-worker.log")
         return bool(celery_app.control.ping(timeout=0.5))
 
-    _wait(ready, 90, "Celery worker")
+    wait_until(ready, 90, "Celery worker")
     yield process
     process.terminate()
     try:
@@ -261,7 +245,7 @@ def wait_for_status(asset, statuses: set[str], timeout: float = 60) -> None:
         asset.refresh_from_db()
         return asset.status in statuses
 
-    _wait(done, timeout, f"image {asset.id} reaching {statuses}")
+    wait_until(done, timeout, f"image {asset.id} reaching {statuses}")
 
 
 @pytest.fixture(scope="session", autouse=True)

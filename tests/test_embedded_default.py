@@ -11,7 +11,7 @@ import sys
 import httpx
 import pytest
 
-from tests.conftest import _free_port, _wait
+from bench._common import free_port, wait_until
 from tests.testenv import ROOT, SAMPLES
 
 
@@ -53,7 +53,7 @@ def test_the_embedded_default_imports_embeds_and_serves(embedded_env, tmp_path):
     assert (tmp_path / "var" / "db.sqlite3").exists()
     assert (tmp_path / "var" / "chroma").is_dir()
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
         cwd=ROOT,
@@ -70,7 +70,7 @@ def test_the_embedded_default_imports_embeds_and_serves(embedded_env, tmp_path):
             except httpx.HTTPError:
                 return False
 
-        _wait(up, 60, "runserver")
+        wait_until(up, 60, "runserver")
         with httpx.Client(base_url=base, follow_redirects=True) as browser:
             form = browser.get("/accounts/login/")
             token = browser.cookies["csrftoken"]

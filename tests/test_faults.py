@@ -35,12 +35,13 @@ from django.test import Client
 from django.urls import reverse
 from PIL import Image
 
+from bench._common import free_port, wait_until
 from config.celery import app as celery_app
 from ingestion.models import AssetStatus, ImageAsset
 from search import index
 from tenants.models import Membership, Tenant
 from tenants.tokens import api_token_create
-from tests.conftest import VENV_BIN, ChromaServer, _free_port, _wait, login, web_side, worker_command, worker_env
+from tests.conftest import VENV_BIN, ChromaServer, login, web_side, worker_command, worker_env
 from tests.factories import UserFactory
 from tests.testenv import OUTPUT, ROOT
 
@@ -61,7 +62,7 @@ class RedisServer:
     """A throwaway redis-server without persistence: stopping it loses everything, as a crash would."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -73,7 +74,7 @@ class RedisServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
-        _wait(self.alive, 30, "Redis")
+        wait_until(self.alive, 30, "Redis")
 
     def alive(self) -> bool:
         try:
@@ -130,7 +131,7 @@ class Worker:
             with celery_app.connection_for_write() as connection:
                 return bool(celery_app.control.ping(timeout=0.5, connection=connection))
 
-        _wait(ready, WAIT, "the fault tests' Celery worker")
+        wait_until(ready, WAIT, "the fault tests' Celery worker")
 
     def _enforce_memory_limit(self, process: subprocess.Popen[bytes], allowed: int, log: Path, offset: int) -> None:
         # Measured from the moment the worker reports ready (loading the model peaks higher than an
@@ -347,7 +348,7 @@ def wait_until_final(assets, timeout: float = WAIT) -> None:
             id__in=ids, status__in=[AssetStatus.PENDING, AssetStatus.PROCESSING]
         ).exists()
 
-    _wait(final, timeout, f"{len(ids)} images reaching ready or failed")
+    wait_until(final, timeout, f"{len(ids)} images reaching ready or failed")
     for asset in assets:
         asset.refresh_from_db()
 
@@ -537,7 +538,7 @@ def test_chroma_killed_and_restarted_keeps_every_ready_vector_and_queued_work_co
     faults.chroma.process.kill()  # no shutdown: whatever Chroma had not written is lost
     faults.chroma.process.wait(10)
     second = upload(login(bob), acme, picture(24), picture(25))
-    _wait(lambda: b"retry: Retry in" in log.read_bytes()[logged:], WAIT, "the worker retrying without Chroma")
+    wait_until(lambda: b"retry: Retry in" in log.read_bytes()[logged:], WAIT, "the worker retrying without Chroma")
     assert set(statuses(second)) <= {AssetStatus.PENDING, AssetStatus.PROCESSING}  # given back, not failed
     faults.chroma.start()  # same directory, same port
     wait_until_final(second)

@@ -21,18 +21,9 @@ OUTPUT = Path(os.environ.get("TEST_OUTPUT_DIR", ROOT / "test-output"))
 
 
 def build_test_checkpoint(path: Path = CHECKPOINT) -> Path:
-    if path.exists():
-        return path
-    import open_clip
-    import torch
+    from bench._common import model_checkpoint
 
-    torch.manual_seed(TEST_SEED)
-    model = open_clip.create_model(TEST_MODEL, pretrained=None)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    torch.save({"state_dict": model.state_dict()}, partial)
-    partial.rename(path)
-    return path
+    return model_checkpoint(TEST_MODEL, TEST_SEED, path=path)
 
 
 _scratch = Path(tempfile.mkdtemp(prefix="imagesearch-tests-"))
