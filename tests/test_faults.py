@@ -42,7 +42,7 @@ from search import index
 from tenants.models import Membership, Tenant
 from tenants.tokens import api_token_create
 from tests.conftest import VENV_BIN, ChromaServer, login, web_side, worker_command, worker_env
-from tests.factories import UserFactory
+from tests.factories import UserFactory, png_chunk
 from tests.testenv import OUTPUT, ROOT
 
 pytestmark = pytest.mark.stack
@@ -320,14 +320,11 @@ def picture(seed: int, size: tuple[int, int] = (64, 48), fmt: str = "PNG") -> Si
 def png_bomb(width: int, height: int) -> bytes:
     """A valid RGB PNG of a few hundred kilobytes that takes 4 bytes a pixel to decode."""
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
     compressor = zlib.compressobj(9)
     row = b"\x00" * (1 + 3 * width)
     idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
 def upload(client, tenant, *files) -> list[ImageAsset]:

@@ -32,8 +32,7 @@ from search import index
 from search.embedding import get_embedder
 from tenants.services import tenant_create
 from tests.conftest import api, login
-from tests.factories import image_bytes
-from tests.ingestion.test_validation import png_with_declared_size
+from tests.factories import image_bytes, png_chunk, png_with_declared_size
 
 API_IMAGES = "/api/v1/images/"
 GPS_IFD = 0x8825
@@ -48,10 +47,6 @@ def encode(image: Image.Image, fmt: str, **save: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **save)
     return buffer.getvalue()
-
-
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 def png_chunk_types(data: bytes) -> list[bytes]:

@@ -1,33 +1,16 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import pytest
 from PIL import Image
 
 from ingestion.validation import ImageRejected, validate_image
-from tests.factories import image_bytes
+from tests.factories import image_bytes, png_with_declared_size
 
 
 def check(data: bytes):
     return validate_image(io.BytesIO(data), byte_size=len(data))
-
-
-def png_with_declared_size(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims width x height pixels: a decompression bomb's shape."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 1024))
-        + chunk(b"IEND", b"")
-    )
 
 
 @pytest.mark.parametrize(

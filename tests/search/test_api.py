@@ -283,7 +283,7 @@ def test_deleting_while_the_index_is_unreachable_is_a_503_and_deletes_nothing(in
 
 
 def test_a_search_that_chroma_keeps_failing_internally_is_a_503_not_a_500(indexed, acme, bob, failing_queries):
-    failing_queries(acme, failures=3)
+    failing_queries(acme, failures=len(index.RACE_RETRY_DELAYS) + 1)
     response = api(bob, acme).get("/api/v1/search/", {"q": "a dog"})
     assert response.status_code == 503 and "retry" in response.json()["detail"]
     assert api(bob, acme).get("/api/v1/search/", {"q": "a dog"}).status_code == 200

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from bench._common import free_port
 from tenants.tokens import api_token_create
 from tests.factories import PASSWORD
 
@@ -43,11 +44,7 @@ def test_repeated_bad_tokens_are_throttled(acme, bob, settings):
 def test_with_the_cache_unreachable_logins_and_tokens_still_work_and_still_check(acme, bob, client, settings):
     """Redis down must not turn every login and API call into a server error: the limiter steps
     aside, while passwords and keys are still checked."""
-    import socket
-
-    with socket.socket() as sock:  # a port where nothing listens
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nothing listens there
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
