@@ -139,21 +139,19 @@ def _call(operation: str, function: Any, **kwargs: Any) -> Any:
     (RACE_MESSAGE) is tried twice more, then reported as IndexUnavailable too (retry later); every
     operation here is idempotent, so a retry cannot double anything. Any other internal error
     propagates as it is: nothing says that trying again would help."""
-    for delay in RACE_RETRY_DELAYS:
+    delays = iter(RACE_RETRY_DELAYS)
+    while True:
         try:
             return _call_once(operation, function, kwargs)
         except InternalError as exc:
             if RACE_MESSAGE not in str(exc):
                 raise
+            delay = next(delays, None)
+            if delay is None:
+                logger.error("Chroma %s met its segment reader race %d times", operation, len(RACE_RETRY_DELAYS) + 1)
+                raise IndexUnavailable(f"Chroma {operation} failed: {exc}") from exc
             logger.warning("Chroma %s met its segment reader race (%s); trying again", operation, exc)
             time.sleep(delay)
-    try:
-        return _call_once(operation, function, kwargs)
-    except InternalError as exc:
-        if RACE_MESSAGE not in str(exc):
-            raise
-        logger.error("Chroma %s failed %d times in a row", operation, len(RACE_RETRY_DELAYS) + 1, exc_info=True)
-        raise IndexUnavailable(f"Chroma {operation} failed: {exc}") from exc
 
 
 def _call_once(operation: str, function: Any, kwargs: dict[str, Any]) -> Any:
