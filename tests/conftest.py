@@ -8,7 +8,6 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 from django.conf import settings as django_settings
@@ -16,7 +15,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from rest_framework.test import APIClient
 
-from bench._common import free_port, wait_until
+from bench._common import answers, free_port, wait_until
 from config.celery import app as celery_app
 from search import index
 from tenants.models import Role, Tenant
@@ -114,12 +113,23 @@ def sample() -> Callable[[str], SimpleUploadedFile]:
 # --- the full local stack: a Chroma server and a Celery worker process ---------------------------
 
 
-class ChromaServer:
+class LocalServer:
+    """A server process the tests start and stop."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+class ChromaServer(LocalServer):
     def __init__(self, path: Path) -> None:
         self.path = path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process = None
 
     def start(self) -> None:
         log = (OUTPUT / "chroma-server.log").open("ab")
@@ -140,15 +150,7 @@ class ChromaServer:
         wait_until(self.alive, 30, "Chroma server")
 
     def alive(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/api/v2/heartbeat", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+        return answers(f"{self.url}/api/v2/heartbeat", 200)
 
 
 @pytest.fixture(scope="session")

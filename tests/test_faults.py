@@ -41,7 +41,7 @@ from ingestion.models import AssetStatus, ImageAsset
 from search import index
 from tenants.models import Membership, Tenant
 from tenants.tokens import api_token_create
-from tests.conftest import VENV_BIN, ChromaServer, login, web_side, worker_command, worker_env
+from tests.conftest import VENV_BIN, ChromaServer, LocalServer, login, web_side, worker_command, worker_env
 from tests.factories import UserFactory, png_chunk
 from tests.testenv import OUTPUT, ROOT
 
@@ -58,13 +58,13 @@ MEMORY_LIMIT = 250 * 1024 * 1024  # what a worker may use above idle before it i
 # --- this module's own processes -----------------------------------------------------------------
 
 
-class RedisServer:
+class RedisServer(LocalServer):
     """A throwaway redis-server without persistence: stopping it loses everything, as a crash would."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process = None
 
     def start(self) -> None:
         with (OUTPUT / "faults-redis.log").open("ab") as log:
@@ -81,11 +81,6 @@ class RedisServer:
             return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
         except redis.RedisError:
             return False
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
 
 
 class Worker:
