@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv run worker beat chroma test lint format services system-deps check-model bench-ingest bench-query bench-latency bench-load gpu-wheels clean
+.PHONY: venv run worker beat chroma test test-fast lint format services system-deps check-model bench-ingest bench-query bench-latency bench-load gpu-wheels clean
 
 venv: $(VENV)/.installed
 
@@ -27,7 +27,7 @@ chroma: venv
 	$(VENV)/bin/chroma run --path $${CHROMA_DATA:-var/chroma-server} --host 127.0.0.1 --port $${CHROMA_PORT:-8001}
 
 worker: venv
-	$(VENV)/bin/celery -A config worker --pool=solo -Q ingestion,interactive --loglevel=INFO
+	$(VENV)/bin/celery -A config worker --pool=solo --loglevel=INFO
 
 beat: venv
 	$(VENV)/bin/celery -A config beat --loglevel=INFO --schedule var/celerybeat-schedule
@@ -44,6 +44,10 @@ system-deps:
 ## The whole test suite, against real PostgreSQL, Redis, a Celery worker, Chroma and chromium.
 test: venv services system-deps
 	$(PY) -m pytest
+
+## The fast tier, for every edit: what needs no server process, browser or benchmark (`fast_tier` in pyproject.toml).
+test-fast: venv services system-deps
+	$(PY) -m pytest --fast
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -76,10 +76,10 @@ def main() -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
     from ingestion.models import AssetStatus, ImageAsset
-    from ingestion.services import assets_embed
-    from search import index
-    from search.embedding import ClipEmbedder, get_embedder
+    from ingestion.services.pipeline import assets_embed
     from tenants.services import tenant_create
+    from vectors import index
+    from vectors.embedding import ClipEmbedder, get_embedder
 
     photos = make_photos(args.count)
     sizes = []

@@ -120,10 +120,10 @@ def main() -> None:
         from django.contrib.auth import get_user_model
 
         from ingestion.models import AssetStatus, ImageAsset
-        from search import index
         from tenants.models import Tenant
         from tenants.services import tenant_create
         from tenants.tokens import api_token_create
+        from vectors import index
 
         keys = {}
         for number in range(args.tenants):

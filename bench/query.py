@@ -55,10 +55,10 @@ def main() -> None:
     import numpy as np
 
     from ingestion.models import AssetStatus, ImageAsset
-    from search import index
-    from search.embedding import get_embedder
     from search.services import search_by_text
     from tenants.models import Tenant
+    from vectors import index
+    from vectors.embedding import get_embedder
 
     embedder = get_embedder("text")
     dims = embedder.dimensions

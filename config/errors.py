@@ -24,7 +24,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     """DRF's handler, plus the one service failure every REST view shares: the search index out
     of reach answers 503 (retry) instead of 500, wherever it happens."""
     from ingestion.api import IndexDown
-    from search.index import IndexUnavailable
+    from vectors.index import IndexUnavailable
 
     if isinstance(exc, IndexUnavailable):
         exc = IndexDown()

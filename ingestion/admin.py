@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
-from ingestion.models import ImageAsset
-from ingestion.services import assets_requeue
+from ingestion.models import AssetStatus, ImageAsset
+from ingestion.services.deletion import tenant_delete
+from ingestion.services.requeue import assets_requeue
+from tenants.admin import TenantAdmin
+from tenants.models import Tenant
 
 
 @admin.register(ImageAsset)
@@ -41,3 +44,52 @@ class ImageAssetAdmin(admin.ModelAdmin[ImageAsset]):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+admin.site.unregister(Tenant)
+
+
+@admin.register(Tenant)
+class TenantWithImagesAdmin(TenantAdmin):
+    """The operators' tenant admin with what ingestion shows about a tenant: image counts by
+    status, re-queueing its failed images, and deletion that removes its files and vectors too."""
+
+    list_display = [*TenantAdmin.list_display, "ready", "in_progress", "failed"]
+    actions = ["requeue_failed_images"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
+        queryset: QuerySet[Tenant] = (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_ready=Count("images", filter=Q(images__status=AssetStatus.READY)),
+                n_progress=Count("images", filter=Q(images__status__in=[AssetStatus.PENDING, AssetStatus.PROCESSING])),
+                n_failed=Count("images", filter=Q(images__status=AssetStatus.FAILED)),
+            )
+        )
+        return queryset
+
+    @admin.display(description="Ready images", ordering="n_ready")
+    def ready(self, tenant: Tenant) -> int:
+        return tenant.n_ready  # type: ignore[attr-defined,no-any-return]
+
+    @admin.display(description="Pending / processing", ordering="n_progress")
+    def in_progress(self, tenant: Tenant) -> int:
+        return tenant.n_progress  # type: ignore[attr-defined,no-any-return]
+
+    @admin.display(description="Failed images", ordering="n_failed")
+    def failed(self, tenant: Tenant) -> int:
+        return tenant.n_failed  # type: ignore[attr-defined,no-any-return]
+
+    def delete_model(self, request: HttpRequest, obj: Tenant) -> None:
+        tenant_delete(tenant=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        for tenant in queryset:
+            tenant_delete(tenant=tenant)
+
+    @admin.action(description="Re-queue failed images of the selected tenants")
+    def requeue_failed_images(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        failed = ImageAsset.objects.filter(tenant__in=queryset, status=AssetStatus.FAILED)
+        count = assets_requeue(assets=failed)
+        self.message_user(request, f"{count} failed images queued for embedding again.", messages.SUCCESS)

@@ -16,12 +16,13 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from ingestion.forms import MetadataFiltersForm, UploadForm
 from ingestion.imaging import ALLOWED_FORMATS
-from ingestion.models import AssetStatus, ImageAsset
-from ingestion.services import asset_delete, assets_upload, parse_tags
+from ingestion.models import AssetStatus, ImageAsset, parse_tags
+from ingestion.services.deletion import asset_delete
+from ingestion.services.upload import assets_upload
 from ingestion.uploadhandlers import early_refusals
 from ingestion.views import stored_file_response
-from search.forms import MetadataFiltersForm
 from tenants.api import Need, TenantScopedMixin
 from tenants.schema import ERROR
 
@@ -61,6 +62,8 @@ class ImageSerializer(serializers.ModelSerializer[ImageAsset]):
 
 
 class ImageUploadSerializer(serializers.Serializer[Any]):
+    """The upload request as the schema shows it; `ingestion.forms.UploadForm` validates it, as on the page."""
+
     file = serializers.FileField(allow_empty_file=True, help_text="JPEG, PNG, WebP or GIF")
     category = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
     source = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")  # type: ignore[assignment]
@@ -148,19 +151,21 @@ class ImageViewSet(
     @extend_schema(request=ImageUploadSerializer, responses={201: ImageSerializer, 200: ImageSerializer})
     def create(self, request: Request) -> Response:
         """Uploads one image (201); the same bytes again answer 200 with the existing image."""
-        upload = ImageUploadSerializer(data=request.data)  # parsing the body runs the upload handlers
+        form = UploadForm(request.data, request.FILES, file_field="file")  # reading them runs the upload handlers
         refused = early_refusals(request._request)
         if refused:
             raise DRFValidationError({"file": [refused[0].reason]})
-        upload.is_valid(raise_exception=True)
-        data = upload.validated_data
+        if not form.is_valid():
+            raise form_errors(form)
+        if len(form.uploaded_files) > 1:
+            raise DRFValidationError({"file": ["Send one file per request."]})
         [outcome] = assets_upload(
             tenant=self.tenant,
             uploaded_by=request.user,  # type: ignore[arg-type]
-            files=[data["file"]],
-            category=data["category"],
-            source=data["source"],
-            tags=parse_tags(data["tags"]),
+            files=form.uploaded_files,
+            category=form.cleaned_data["category"],
+            source=form.cleaned_data["source"],
+            tags=form.cleaned_data["tags"],
         )
         if outcome.error or outcome.asset is None:
             raise DRFValidationError({"file": [outcome.error or "The file was refused."]})

@@ -4,10 +4,11 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.core.files.uploadedfile import UploadedFile
+from django.core.exceptions import ValidationError
+from django.core.files import File
 
-from ingestion.models import MAX_TAG_LENGTH, MAX_TAGS
-from ingestion.services import parse_tags
+from ingestion.filters import MetadataFilters
+from ingestion.models import parse_tags, validate_tags
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -20,28 +21,76 @@ class MultipleFileField(forms.Field):
 
     widget = MultipleFileInput
 
-    def to_python(self, data: Any) -> list[UploadedFile[bytes]]:
+    def to_python(self, data: Any) -> list[File[bytes]]:
         if not data:
             return []
         return [f for f in (data if isinstance(data, list | tuple) else [data]) if f is not None]
 
-    def validate(self, value: list[UploadedFile[bytes]]) -> None:
+    def validate(self, value: list[File[bytes]]) -> None:
         if not value:
-            raise forms.ValidationError("Choose at least one image.", code="required")
+            raise forms.ValidationError("No file was submitted: choose at least one image.", code="required")
         if len(value) > settings.UPLOAD_MAX_FILES:
             raise forms.ValidationError(f"At most {settings.UPLOAD_MAX_FILES} files per upload.", code="too_many")
 
 
 class UploadForm(forms.Form):
+    """One way in for an upload: the page (files in `images`), the API (files in `file`) and
+    `import_images` (metadata only; it hands the files one by one) validate with this form and call
+    `ingestion.services.upload.assets_upload`, so the same bad input gets the same error, field and
+    words through every door."""
+
     images = MultipleFileField(widget=MultipleFileInput(attrs={"accept": "image/jpeg,image/png,image/webp,image/gif"}))
     category = forms.CharField(max_length=100, required=False)
     source = forms.CharField(max_length=100, required=False)
     tags = forms.CharField(max_length=2000, required=False, help_text="Comma-separated, e.g. beach, summer")
 
+    def __init__(self, *args: Any, file_field: str | None = "images", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.file_field = file_field
+        files = self.fields.pop("images")
+        if file_field is not None:
+            self.fields[file_field] = files
+
+    @property
+    def uploaded_files(self) -> list[File[bytes]]:
+        return list(self.cleaned_data.get(self.file_field, [])) if self.file_field else []
+
     def clean_tags(self) -> list[str]:
         tags = parse_tags(self.cleaned_data.get("tags") or "")
-        if len(tags) > MAX_TAGS:
-            raise forms.ValidationError(f"At most {MAX_TAGS} tags.")
-        if any(len(tag) > MAX_TAG_LENGTH for tag in tags):
-            raise forms.ValidationError(f"Each tag may have at most {MAX_TAG_LENGTH} characters.")
+        try:
+            validate_tags(tags)
+        except ValidationError as exc:
+            raise forms.ValidationError(exc.messages) from exc
         return tags
+
+
+class MetadataFiltersForm(forms.Form):
+    """The metadata filters, parsed once for every door that takes them: search on the pages and
+    the API, and the API's image list."""
+
+    category = forms.CharField(required=False, max_length=100)
+    source = forms.CharField(required=False, max_length=100)
+    tags = forms.CharField(required=False, max_length=2000, help_text="all of these, comma-separated")
+    uploaded_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    uploaded_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean_tags(self) -> list[str]:
+        return parse_tags(self.cleaned_data.get("tags") or "")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start, end = data.get("uploaded_from"), data.get("uploaded_to")
+        if start and end and start > end:
+            self.add_error("uploaded_to", "The end date is before the start date.")
+        return data
+
+    @property
+    def filters(self) -> MetadataFilters:
+        data = self.cleaned_data
+        return MetadataFilters(
+            category=data.get("category") or "",
+            source=data.get("source") or "",
+            tags=tuple(data.get("tags") or ()),
+            uploaded_from=data.get("uploaded_from"),
+            uploaded_to=data.get("uploaded_to"),
+        )

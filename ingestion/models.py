@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +14,17 @@ from tenants.models import Tenant
 
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 50
+
+
+def parse_tags(raw: str | Iterable[str]) -> list[str]:
+    """ "Dog, beach ,dog" -> ["dog", "beach"]: trimmed, lower-cased, de-duplicated, in order."""
+    items = re.split(r"[,\n]", raw) if isinstance(raw, str) else list(raw)
+    tags: list[str] = []
+    for item in items:
+        tag = " ".join(item.split()).lower()
+        if tag and tag not in tags:
+            tags.append(tag)
+    return tags
 
 
 def validate_tags(value: Any) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, QuerySet, Sum
 from django.http import Http404
 
 from ingestion.models import AssetStatus, ImageAsset
@@ -42,3 +42,7 @@ def status_counts(tenant: Tenant) -> dict[str, int]:
     for row in rows:
         counts[row["status"]] = row["n"]
     return counts
+
+
+def tenant_storage_used(tenant: Tenant) -> int:
+    return int(ImageAsset.objects.for_tenant(tenant).aggregate(total=Sum("byte_size"))["total"] or 0)

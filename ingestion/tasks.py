@@ -5,9 +5,10 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_init
 
-from ingestion import services
-from search.embedding import EmbeddingModelUnavailable, get_embedder
-from search.index import IndexUnavailable
+from ingestion.services.pipeline import assets_embed
+from ingestion.services.requeue import assets_requeue_stale
+from vectors.embedding import EmbeddingModelUnavailable, get_embedder
+from vectors.index import IndexUnavailable
 
 
 @shared_task(
@@ -19,7 +20,7 @@ from search.index import IndexUnavailable
 )
 def embed_assets(self: Any, asset_ids: list[str]) -> dict[str, int]:
     try:
-        report = services.assets_embed(asset_ids=asset_ids)
+        report = assets_embed(asset_ids=asset_ids)
     except IndexUnavailable as exc:
         # 2, 4, 8 ... seconds, capped at 5 minutes; images stay pending meanwhile, nothing is lost.
         raise self.retry(exc=exc, countdown=min(2 ** (self.request.retries + 1), 300)) from exc
@@ -28,7 +29,7 @@ def embed_assets(self: Any, asset_ids: list[str]) -> dict[str, int]:
 
 @shared_task(name="ingestion.tasks.requeue_stale_assets")
 def requeue_stale_assets() -> int:
-    return services.assets_requeue_stale()
+    return assets_requeue_stale()
 
 
 @worker_init.connect

@@ -7,6 +7,7 @@ from ingestion import views
 app_name = "ingestion"
 
 urlpatterns = [
+    path("t/<slug:tenant_slug>/", views.dashboard, name="dashboard"),
     path("t/<slug:tenant_slug>/upload/", views.upload, name="upload"),
     path("t/<slug:tenant_slug>/images/status/", views.asset_status, name="status"),
     path("t/<slug:tenant_slug>/images/<uuid:asset_id>/thumbnail/", views.thumbnail, name="thumbnail"),

@@ -13,8 +13,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 from ingestion.forms import UploadForm
 from ingestion.imaging import ALLOWED_FORMATS
 from ingestion.models import ImageAsset
-from ingestion.selectors import asset_for_tenant, assets_by_ids, recent_assets
-from ingestion.services import UploadOutcome, assets_upload
+from ingestion.selectors import asset_for_tenant, assets_by_ids, recent_assets, status_counts, tenant_storage_used
+from ingestion.services.upload import UploadOutcome, assets_upload
 from ingestion.uploadhandlers import early_refusals
 from tenants.decorators import tenant_view
 from tenants.models import Membership
@@ -36,6 +36,23 @@ def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
+@tenant_view()
+def dashboard(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """The tenant's front page: its images by status, storage used and the latest uploads."""
+    tenant = membership.tenant
+    return render(
+        request,
+        "ingestion/dashboard.html",
+        {
+            "tenant": tenant,
+            "membership": membership,
+            "counts": status_counts(tenant),
+            "storage_used": tenant_storage_used(tenant),
+            "assets": recent_assets(tenant, limit=24),
+        },
+    )
+
+
 @require_http_methods(["GET", "POST"])
 @tenant_view(require="upload")
 def upload(request: HttpRequest, membership: Membership) -> HttpResponse:
@@ -52,7 +69,7 @@ def upload(request: HttpRequest, membership: Membership) -> HttpResponse:
         outcomes = refused + assets_upload(
             tenant=tenant,
             uploaded_by=request.user,  # type: ignore[arg-type]
-            files=form.cleaned_data["images"],
+            files=form.uploaded_files,
             category=form.cleaned_data["category"],
             source=form.cleaned_data["source"],
             tags=form.cleaned_data["tags"],

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from search.embedding import uses_random_weights
+from vectors.embedding import uses_random_weights
 
 
 def embedding_model(request: HttpRequest) -> dict[str, bool]:

@@ -1,45 +1,10 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django import forms
 from django.conf import settings
 
-from ingestion.services import parse_tags
-from search.filters import SearchFilters
+from ingestion.forms import MetadataFiltersForm
 from search.services import MAX_QUERY_LENGTH, clamp_limit
-
-
-class MetadataFiltersForm(forms.Form):
-    """The metadata filters, parsed once for every door that takes them: search on the pages and
-    the API, and the API's image list."""
-
-    category = forms.CharField(required=False, max_length=100)
-    source = forms.CharField(required=False, max_length=100)
-    tags = forms.CharField(required=False, max_length=2000, help_text="all of these, comma-separated")
-    uploaded_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    uploaded_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-
-    def clean_tags(self) -> list[str]:
-        return parse_tags(self.cleaned_data.get("tags") or "")
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        start, end = data.get("uploaded_from"), data.get("uploaded_to")
-        if start and end and start > end:
-            self.add_error("uploaded_to", "The end date is before the start date.")
-        return data
-
-    @property
-    def filters(self) -> SearchFilters:
-        data = self.cleaned_data
-        return SearchFilters(
-            category=data.get("category") or "",
-            source=data.get("source") or "",
-            tags=tuple(data.get("tags") or ()),
-            uploaded_from=data.get("uploaded_from"),
-            uploaded_to=data.get("uploaded_to"),
-        )
 
 
 class SearchParamsForm(MetadataFiltersForm):

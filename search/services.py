@@ -9,16 +9,17 @@ from typing import IO
 
 from django.conf import settings
 
+from ingestion.filters import MetadataFilters
 from ingestion.models import AssetStatus, ImageAsset
 from ingestion.selectors import assets_by_ids
+from ingestion.services.requeue import assets_reembed
 from ingestion.validation import validate_image
-from search import index
-from search.embedding import get_embedder
-from search.filters import SearchFilters
 from tenants.models import Tenant
+from vectors import index
+from vectors.embedding import get_embedder
 
 MAX_QUERY_LENGTH = 1000
-NO_FILTERS = SearchFilters()
+NO_FILTERS = MetadataFilters()
 
 
 class SimilarUnavailable(Exception):
@@ -64,7 +65,7 @@ def _query(
     vector: Sequence[float],
     *,
     limit: int,
-    filters: SearchFilters,
+    filters: MetadataFilters,
     min_score: float | None,
     exclude: str | None = None,
 ) -> list[SearchResult]:
@@ -77,7 +78,7 @@ def _query(
 
 
 def search_by_text(
-    *, tenant: Tenant, text: str, limit: int, filters: SearchFilters = NO_FILTERS, min_score: float | None = None
+    *, tenant: Tenant, text: str, limit: int, filters: MetadataFilters = NO_FILTERS, min_score: float | None = None
 ) -> list[SearchResult]:
     [vector] = get_embedder("text").embed_texts([text[:MAX_QUERY_LENGTH]])
     return _query(tenant, vector, limit=limit, filters=filters, min_score=min_score)
@@ -89,7 +90,7 @@ def search_by_image(
     file: IO[bytes],
     byte_size: int,
     limit: int,
-    filters: SearchFilters = NO_FILTERS,
+    filters: MetadataFilters = NO_FILTERS,
     min_score: float | None = None,
 ) -> list[SearchResult]:
     """The query picture is validated like an upload (ValidationError if refused) and never stored."""
@@ -103,7 +104,7 @@ def search_similar(
     tenant: Tenant,
     asset: ImageAsset,
     limit: int,
-    filters: SearchFilters = NO_FILTERS,
+    filters: MetadataFilters = NO_FILTERS,
     min_score: float | None = None,
 ) -> list[SearchResult]:
     if asset.tenant_id != tenant.pk:
@@ -132,8 +133,6 @@ def index_reconcile(*, dry_run: bool = False) -> ReconcileReport:
     """Makes Chroma agree with the database: ready images without a vector are queued again,
     vectors without an image are removed, vectors without the right tenant key are removed, and
     collections of tenants that no longer exist are dropped."""
-    from ingestion.services import assets_reembed
-
     report = ReconcileReport()
     tenants = list(Tenant.objects.all())
     for tenant in tenants:

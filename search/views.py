@@ -9,13 +9,13 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ingestion.selectors import asset_for_tenant, status_counts
-from ingestion.services import asset_delete
+from ingestion.services.deletion import asset_delete
 from ingestion.uploadhandlers import early_refusals
 from search.forms import ImageQueryForm, SearchParamsForm
-from search.index import IndexUnavailable
 from search.services import SearchResult, SimilarUnavailable, search_by_image, search_by_text, search_similar
 from tenants.decorators import tenant_view
 from tenants.models import Membership
+from vectors.index import IndexUnavailable
 
 INDEX_DOWN = "The search index cannot be reached right now; please try again in a minute."
 

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.db.models import Count, Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 
-from ingestion.models import AssetStatus, ImageAsset
-from ingestion.services import assets_requeue, tenant_delete
 from tenants.models import ApiToken, Membership, Tenant
 from tenants.tokens import api_token_revoke
 
@@ -19,54 +17,19 @@ class MembershipInline(admin.TabularInline[Membership, Tenant]):
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin[Tenant]):
-    list_display = ["name", "slug", "is_active", "quota", "ready", "in_progress", "failed"]
+    """Tenants, their members and quotas. What a tenant holds (images, their counts, deleting them
+    with the tenant) is added by the apps that own it: `ingestion.admin` extends this class."""
+
+    list_display = ["name", "slug", "is_active", "quota"]
     list_filter = ["is_active"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["vector_uuid", "created_at"]
     inlines = [MembershipInline]
-    actions = ["requeue_failed_images"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
-        queryset: QuerySet[Tenant] = (
-            super()
-            .get_queryset(request)
-            .annotate(
-                n_ready=Count("images", filter=Q(images__status=AssetStatus.READY)),
-                n_progress=Count("images", filter=Q(images__status__in=[AssetStatus.PENDING, AssetStatus.PROCESSING])),
-                n_failed=Count("images", filter=Q(images__status=AssetStatus.FAILED)),
-            )
-        )
-        return queryset
 
     @admin.display(description="Quota")
     def quota(self, tenant: Tenant) -> str:
         return filesizeformat(tenant.storage_quota_bytes)
-
-    @admin.display(description="Ready images", ordering="n_ready")
-    def ready(self, tenant: Tenant) -> int:
-        return tenant.n_ready  # type: ignore[attr-defined,no-any-return]
-
-    @admin.display(description="Pending / processing", ordering="n_progress")
-    def in_progress(self, tenant: Tenant) -> int:
-        return tenant.n_progress  # type: ignore[attr-defined,no-any-return]
-
-    @admin.display(description="Failed images", ordering="n_failed")
-    def failed(self, tenant: Tenant) -> int:
-        return tenant.n_failed  # type: ignore[attr-defined,no-any-return]
-
-    def delete_model(self, request: HttpRequest, obj: Tenant) -> None:
-        tenant_delete(tenant=obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
-        for tenant in queryset:
-            tenant_delete(tenant=tenant)
-
-    @admin.action(description="Re-queue failed images of the selected tenants")
-    def requeue_failed_images(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
-        failed = ImageAsset.objects.filter(tenant__in=queryset, status=AssetStatus.FAILED)
-        count = assets_requeue(assets=failed)
-        self.message_user(request, f"{count} failed images queued for embedding again.", messages.SUCCESS)
 
 
 @admin.register(Membership)

@@ -3,9 +3,12 @@ querysets scoped to it in one place that subclasses cannot bypass."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.db.models import Model, QuerySet
+from django.http import Http404
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -33,16 +36,42 @@ class RolePermission(BasePermission):
 
 
 class TenantScopedMixin(APIView):
+    """The base of every REST view: token authentication, the tenant taken from the token, the role
+    check, and querysets and objects scoped to that tenant. None of it can be bypassed: the methods
+    and attributes that decide who is let in and what they see may not be overridden by a subclass
+    (TypeError at class creation). A subclass adds checks, never removes them, by listing them in
+    `extra_permission_classes`; they run after the tenant's and the role's."""
+
+    GUARDED = (
+        "get_queryset",
+        "get_object",
+        "get_permissions",
+        "get_authenticators",
+        "check_permissions",
+        "check_object_permissions",
+        "perform_authentication",
+        "authentication_classes",
+        "permission_classes",
+    )
     authentication_classes = [ApiTokenAuthentication]
     permission_classes = [IsAuthenticated, RolePermission]
+    extra_permission_classes: Sequence[type[BasePermission]] = ()
     schema = TenantScopedSchema()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "get_queryset" in cls.__dict__:
+        overridden = [name for name in TenantScopedMixin.GUARDED if name in cls.__dict__]
+        if overridden:
             raise TypeError(
-                f"{cls.__name__} may not override get_queryset: tenant scoping happens in TenantScopedMixin."
+                f"{cls.__name__} may not override {', '.join(overridden)}: authentication, permissions and "
+                "tenant scoping happen in TenantScopedMixin (add checks with extra_permission_classes)."
             )
+
+    def get_authenticators(self) -> list[BaseAuthentication]:
+        return [ApiTokenAuthentication()]
+
+    def get_permissions(self) -> list[BasePermission]:
+        return [IsAuthenticated(), RolePermission(), *(permission() for permission in self.extra_permission_classes)]
 
     @property
     def membership(self) -> Membership:
@@ -63,3 +92,10 @@ class TenantScopedMixin(APIView):
             raise TypeError(f"{type(self).__name__} needs a queryset to scope.")
         model: type[Model] = queryset.model
         return queryset.filter(tenant=self.tenant) if hasattr(model, "tenant") else queryset.none()
+
+    def get_object(self) -> Any:
+        """The generic views' lookup on the scoped queryset, and the row's tenant checked once more."""
+        obj = super().get_object()  # type: ignore[misc]
+        if getattr(obj, "tenant_id", None) != self.tenant.pk:
+            raise Http404
+        return obj

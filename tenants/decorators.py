@@ -41,7 +41,8 @@ def tenant_view(*, require: Permission | None = None) -> Callable[[TenantView], 
             refusal = role_refusal(membership, require)
             if refusal is not None:
                 raise PermissionDenied(refusal)
-            request.session["tenant_slug"] = membership.tenant.slug
+            if request.session.get("tenant_slug") != membership.tenant.slug:  # a write only when it changes
+                request.session["tenant_slug"] = membership.tenant.slug
             request.membership = membership  # type: ignore[attr-defined]
             return view(request, membership, *args, **kwargs)
 

@@ -8,7 +8,6 @@ app_name = "tenants"
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("t/<slug:tenant_slug>/", views.dashboard, name="dashboard"),
     path("t/<slug:tenant_slug>/tokens/", views.tokens, name="tokens"),
     path("t/<slug:tenant_slug>/tokens/<int:token_id>/revoke/", views.token_revoke, name="token-revoke"),
 ]

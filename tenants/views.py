@@ -7,8 +7,6 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from ingestion.selectors import recent_assets, status_counts
-from ingestion.services import tenant_storage_used
 from tenants.decorators import tenant_view
 from tenants.models import Membership
 from tenants.selectors import memberships_for_user, tokens_for_member
@@ -26,26 +24,10 @@ def home(request: HttpRequest) -> HttpResponse:
     remembered = request.session.get("tenant_slug")
     for membership in memberships:
         if membership.tenant.slug == remembered:
-            return redirect("tenants:dashboard", membership.tenant.slug)
+            return redirect("ingestion:dashboard", membership.tenant.slug)
     if len(memberships) == 1:
-        return redirect("tenants:dashboard", memberships[0].tenant.slug)
+        return redirect("ingestion:dashboard", memberships[0].tenant.slug)
     return render(request, "tenants/home.html", {"memberships": memberships})
-
-
-@tenant_view()
-def dashboard(request: HttpRequest, membership: Membership) -> HttpResponse:
-    tenant = membership.tenant
-    return render(
-        request,
-        "tenants/dashboard.html",
-        {
-            "tenant": tenant,
-            "membership": membership,
-            "counts": status_counts(tenant),
-            "storage_used": tenant_storage_used(tenant),
-            "assets": recent_assets(tenant, limit=24),
-        },
-    )
 
 
 @require_http_methods(["GET", "POST"])

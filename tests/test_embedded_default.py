@@ -11,7 +11,7 @@ import sys
 import httpx
 import pytest
 
-from bench._common import free_port, wait_until
+from tests.support.processes import answers, free_port, wait_until
 from tests.testenv import ROOT, SAMPLES
 
 
@@ -45,7 +45,7 @@ def test_the_embedded_default_imports_embeds_and_serves(embedded_env, tmp_path):
         embedded_env,
         "shell",
         "-c",
-        "from search import index; from tenants.models import Tenant; from ingestion.models import ImageAsset;"
+        "from vectors import index; from tenants.models import Tenant; from ingestion.models import ImageAsset;"
         "t = Tenant.objects.get(slug='demo');"
         "print(index.count_vectors(tenant=t), sorted(set(ImageAsset.objects.values_list('status', flat=True))))",
     )
@@ -63,14 +63,7 @@ def test_the_embedded_default_imports_embeds_and_serves(embedded_env, tmp_path):
     )
     try:
         base = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            try:
-                return httpx.get(f"{base}/accounts/login/", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, 60, "runserver")
+        wait_until(lambda: answers(f"{base}/accounts/login/", 200), 60, "runserver", processes=[server])
         with httpx.Client(base_url=base, follow_redirects=True) as browser:
             form = browser.get("/accounts/login/")
             token = browser.cookies["csrftoken"]

@@ -23,12 +23,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
+from ingestion.filters import MetadataFilters
 from ingestion.models import AssetStatus
-from search import index
-from search.filters import SearchFilters
 from search.services import search_by_image, search_by_text, search_similar
 from tests.conftest import keyed_client
 from tests.two_tenants import PICTURES, Seeded, leaked, picture_bytes, seed_two_tenants
+from vectors import index
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -144,7 +144,7 @@ def callers(world: tuple[Seeded, Seeded]) -> st.SearchStrategy[tuple[Seeded, See
 # --- the service ---------------------------------------------------------------------------------
 
 
-def service_filters(other: Seeded) -> st.SearchStrategy[SearchFilters]:
+def service_filters(other: Seeded) -> st.SearchStrategy[MetadataFilters]:
     words = st.sampled_from(["pets", "people", "cookbook", "archive", f"{other.tenant.slug}-cam", ""]) | hostile_values(
         other
     )
@@ -152,7 +152,7 @@ def service_filters(other: Seeded) -> st.SearchStrategy[SearchFilters]:
         st.sampled_from(["dog", "cat", "person", f"{other.tenant.slug}-only", "tenant"]) | words, max_size=3
     )
     day = st.none() | st.dates()
-    return st.builds(SearchFilters, words, words, tags.map(tuple), day, day)
+    return st.builds(MetadataFilters, words, words, tags.map(tuple), day, day)
 
 
 @settings(PROPERTY, max_examples=30)

@@ -30,10 +30,10 @@ from django.urls.resolvers import RegexPattern, RoutePattern
 from rest_framework.test import APIClient
 
 from ingestion.models import ImageAsset
-from search import index
 from tenants.models import ApiToken, Membership, Tenant
 from tests.testenv import SAMPLES
 from tests.two_tenants import Seeded, leaked, seed_two_tenants
+from vectors import index
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

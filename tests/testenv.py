@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = (ROOT.parent / "shared" / "samples").resolve()
+SAMPLES = ROOT / "tests" / "data"
 CACHE = Path(os.environ.get("TEST_CACHE_DIR", ROOT / ".cache"))
 TEST_MODEL = "ViT-S-32"
 TEST_SEED = 1234
@@ -21,9 +21,9 @@ OUTPUT = Path(os.environ.get("TEST_OUTPUT_DIR", ROOT / "test-output"))
 
 
 def build_test_checkpoint(path: Path = CHECKPOINT) -> Path:
-    from bench._common import model_checkpoint
+    from tests.support.checkpoints import model_checkpoint
 
-    return model_checkpoint(TEST_MODEL, TEST_SEED, path=path)
+    return model_checkpoint(TEST_MODEL, TEST_SEED, path)
 
 
 _scratch = Path(tempfile.mkdtemp(prefix="imagesearch-tests-"))

@@ -15,7 +15,7 @@ from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from ingestion.models import AssetStatus, ImageAsset
-from ingestion.services import assets_upload
+from ingestion.services.upload import assets_upload
 from tenants.models import ApiToken, Membership, Tenant
 from tenants.services import tenant_create
 from tenants.tokens import api_token_create

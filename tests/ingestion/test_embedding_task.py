@@ -5,9 +5,11 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from ingestion.models import AssetStatus, ImageAsset
-from ingestion.services import assets_embed, assets_requeue_stale, assets_upload
-from search import index
+from ingestion.services.pipeline import assets_embed
+from ingestion.services.requeue import assets_requeue_stale
+from ingestion.services.upload import assets_upload
 from tests.factories import image_bytes
+from vectors import index
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

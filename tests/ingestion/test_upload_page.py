@@ -8,9 +8,9 @@ from django.urls import reverse
 from PIL import Image
 
 from ingestion.models import AssetStatus, ImageAsset
-from search import index
 from tests.conftest import login
 from tests.factories import image_bytes
+from vectors import index
 
 # Real commits, so uploads are queued after commit exactly as in production.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -119,7 +119,7 @@ def test_viewers_may_not_upload(acme, vera):
     assert ImageAsset.objects.count() == 0
 
 
-@pytest.mark.parametrize("name", ["ingestion:upload", "tenants:dashboard", "ingestion:status"])
+@pytest.mark.parametrize("name", ["ingestion:upload", "ingestion:dashboard", "ingestion:status"])
 def test_another_tenants_member_gets_404(acme, globex, charlie, name):
     assert login(charlie).get(reverse(name, args=[acme.slug])).status_code == 404
 

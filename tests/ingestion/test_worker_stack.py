@@ -8,8 +8,8 @@ from django.urls import reverse
 
 from ingestion.models import AssetStatus, ImageAsset
 from ingestion.tasks import embed_assets
-from search import index
 from tests.conftest import login, wait_for_status
+from vectors import index
 
 pytestmark = pytest.mark.stack
 

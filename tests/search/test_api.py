@@ -9,13 +9,13 @@ from PIL import Image
 from rest_framework.test import APIClient
 
 from ingestion.models import AssetStatus, ImageAsset
-from search import index
 from tenants.models import ApiToken
 from tenants.tokens import api_token_revoke
 from tests.conftest import api
 from tests.factories import image_bytes
 from tests.search.conftest import SAMPLE_NAMES, upload_sample
 from tests.testenv import CHECKPOINT, SAMPLES, TEST_MODEL
+from vectors import index
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,10 +6,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from ingestion.models import AssetStatus, ImageAsset
-from search import index
 from tests.conftest import login
 from tests.search.conftest import upload_sample
 from tests.testenv import SAMPLES
+from vectors import index
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,12 +9,12 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from ingestion.models import AssetStatus, ImageAsset
-from ingestion.services import tenant_delete
-from search import index
+from ingestion.services.deletion import tenant_delete
 from tenants.models import Tenant
 from tests.conftest import login
 from tests.factories import UserFactory
 from tests.search.conftest import upload_sample
+from vectors import index
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

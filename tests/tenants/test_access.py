@@ -11,7 +11,7 @@ from tests.conftest import login
 def test_a_user_with_one_tenant_lands_on_it(acme, bob):
     response = login(bob).get(reverse("tenants:home"))
     assert response.status_code == 302
-    assert response.url == reverse("tenants:dashboard", args=["acme"])
+    assert response.url == reverse("ingestion:dashboard", args=["acme"])
 
 
 def test_a_user_with_several_tenants_chooses_then_the_choice_is_remembered(acme, globex, bob):
@@ -20,25 +20,25 @@ def test_a_user_with_several_tenants_chooses_then_the_choice_is_remembered(acme,
     page = client.get(reverse("tenants:home"))
     assert page.status_code == 200
     assert b"Acme" in page.content and b"Globex" in page.content
-    client.get(reverse("tenants:dashboard", args=["globex"]))
-    assert client.get(reverse("tenants:home")).url == reverse("tenants:dashboard", args=["globex"])
+    client.get(reverse("ingestion:dashboard", args=["globex"]))
+    assert client.get(reverse("tenants:home")).url == reverse("ingestion:dashboard", args=["globex"])
 
 
 def test_the_dashboard_shows_role_and_counts(acme, vera):
-    page = login(vera).get(reverse("tenants:dashboard", args=["acme"])).content.decode()
+    page = login(vera).get(reverse("ingestion:dashboard", args=["acme"])).content.decode()
     assert "You are viewer here" in page
     assert "Upload images" not in page
 
 
 @pytest.mark.parametrize("slug", ["acme", "no-such-tenant"])
 def test_non_members_get_the_same_404_for_existing_and_missing_tenants(acme, globex, charlie, slug):
-    assert login(charlie).get(reverse("tenants:dashboard", args=[slug])).status_code == 404
+    assert login(charlie).get(reverse("ingestion:dashboard", args=[slug])).status_code == 404
 
 
 def test_an_inactive_tenant_is_invisible_to_its_members(acme, bob):
     acme.is_active = False
     acme.save()
-    assert login(bob).get(reverse("tenants:dashboard", args=["acme"])).status_code == 404
+    assert login(bob).get(reverse("ingestion:dashboard", args=["acme"])).status_code == 404
 
 
 def test_memberships_are_unique_and_roles_can_change(acme, bob):
@@ -69,7 +69,7 @@ def test_tenant_slugs_are_validated(db):
 
 
 def test_the_random_weights_banner_shows_only_with_random_weights(acme, bob, settings):
-    url = reverse("tenants:dashboard", args=["acme"])
+    url = reverse("ingestion:dashboard", args=["acme"])
     assert b"random-weights-banner" not in login(bob).get(url).content
     settings.CLIP_PRETRAINED = "random"
     page = login(bob).get(url).content.decode()

@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from ingestion.models import AssetStatus, ImageAsset
-from ingestion.services import assets_upload
+from ingestion.services.upload import assets_upload
 from tests.conftest import login
 from tests.factories import UserFactory, image_bytes
 

@@ -7,10 +7,10 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from ingestion.models import AssetStatus, ImageAsset
-from search import index
 from tenants.models import Role, Tenant
 from tests.factories import UserFactory, image_bytes
 from tests.testenv import SAMPLES
+from vectors import index
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,17 +1,19 @@
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
+from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from ingestion.forms import UploadForm
 from ingestion.models import ImageAsset
-from ingestion.services import asset_create, enqueue_embedding, parse_tags
+from ingestion.services.upload import assets_upload
 from ingestion.validation import sha256_of
 from tenants.models import Tenant
 
@@ -54,41 +56,47 @@ class Command(BaseCommand):
         files = sorted(
             p for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file() and not p.name.startswith(".")
         )
-        imported, skipped, refused, pending = 0, 0, [], []
-        progress = tqdm(files, unit="file", desc="Importing", disable=options.get("verbosity", 1) == 0, file=sys.stderr)
-        for file_path in progress:
-            try:
-                with file_path.open("rb") as handle:
-                    digest = sha256_of(handle)
-                    if ImageAsset.objects.for_tenant(target).filter(sha256=digest).exists():
-                        skipped += 1
+        form = UploadForm({"category": category, "source": source, "tags": tags}, file_field=None)
+        if not form.is_valid():
+            raise CommandError(
+                "; ".join(f"--{field}: {' '.join(str(e) for e in errors)}" for field, errors in form.errors.items())
+            )
+        imported, skipped, refused = 0, 0, []
+        progress = tqdm(
+            total=len(files), unit="file", desc="Importing", disable=options.get("verbosity", 1) == 0, file=sys.stderr
+        )
+        # Files go to the upload service in chunks of one embedding batch, so the worker gets full batches.
+        for start in range(0, len(files), settings.EMBED_BATCH_SIZE):
+            chunk, handles = files[start : start + settings.EMBED_BATCH_SIZE], []
+            with contextlib.ExitStack() as stack:
+                for file_path in chunk:
+                    try:
+                        handle = stack.enter_context(file_path.open("rb"))
+                        already = ImageAsset.objects.for_tenant(target).filter(sha256=sha256_of(handle)).exists()
+                    except OSError as exc:
+                        refused.append((file_path, f"cannot be read: {exc.strerror or exc}"))
                         continue
-                    asset, created = asset_create(
-                        tenant=target,
-                        uploaded_by=uploader,
-                        file=handle,
-                        byte_size=file_path.stat().st_size,
-                        filename=file_path.name,
-                        category=category,
-                        source=source,
-                        tags=parse_tags(tags),
-                    )
-            except ValidationError as exc:
-                refused.append((file_path, " ".join(exc.messages)))
-            except OSError as exc:
-                refused.append((file_path, f"cannot be read: {exc.strerror or exc}"))
-            else:
-                if created:
-                    imported += 1
-                    pending.append(asset.id)
-                else:
+                    if already:
+                        skipped += 1
+                    else:
+                        handles.append((file_path, File(handle, name=file_path.name)))
+                outcomes = assets_upload(
+                    tenant=target,
+                    uploaded_by=uploader,
+                    files=[file for _, file in handles],
+                    category=form.cleaned_data["category"],
+                    source=form.cleaned_data["source"],
+                    tags=form.cleaned_data["tags"],
+                )
+            for (file_path, _), outcome in zip(handles, outcomes, strict=True):
+                if outcome.error:
+                    refused.append((file_path, outcome.error))
+                elif outcome.duplicate:
                     skipped += 1
-            if len(pending) >= settings.EMBED_BATCH_SIZE:
-                enqueue_embedding(pending)
-                pending = []
+                else:
+                    imported += 1
+            progress.update(len(chunk))
             progress.set_postfix(new=imported, skipped=skipped, refused=len(refused))
-        enqueue_embedding(pending)
-        progress.close()
         self.stdout.write(
             self.style.SUCCESS(f"Imported {imported} images into {target.slug}")
             + f"; skipped {skipped} already indexed; refused {len(refused)}."

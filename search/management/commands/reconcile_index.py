@@ -4,8 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from search.index import IndexUnavailable
 from search.services import index_reconcile
+from vectors.index import IndexUnavailable
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from search.embedding import EmbeddingModelUnavailable, get_embedder
+from vectors.embedding import EmbeddingModelUnavailable, get_embedder
 
 
 class Command(BaseCommand):

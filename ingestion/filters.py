@@ -1,23 +1,21 @@
-"""Metadata filters a user may send, turned into a Chroma `where` clause and an ORM filter.
-
-Only these fields can be filtered on; the tenant condition is added by `search.index` alone.
-"""
+"""The metadata filters a user may send (search, the image list), read by the database and, through
+`vectors.layout`, by the index. Only these fields can be filtered on; the tenant condition is
+added by the tenant-scoped queryset and by `vectors.index` alone."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from typing import Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from ingestion.models import ImageAsset
-from search.index import Where
+from vectors.layout import Where, filters_where
 
 
 @dataclass(frozen=True)
-class SearchFilters:
+class MetadataFilters:
     category: str = ""
     source: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
@@ -34,20 +32,10 @@ class SearchFilters:
         return start, end
 
     def to_where(self) -> Where | None:
-        conditions: list[dict[str, Any]] = []
-        if self.category:
-            conditions.append({"category": {"$eq": self.category}})
-        if self.source:
-            conditions.append({"source": {"$eq": self.source}})
-        conditions.extend({f"tag:{tag}": {"$eq": True}} for tag in self.tags)
         start, end = self._bounds()
-        if start:
-            conditions.append({"uploaded_at": {"$gte": int(start.timestamp())}})
-        if end:
-            conditions.append({"uploaded_at": {"$lte": int(end.timestamp())}})
-        if not conditions:
-            return None
-        return conditions[0] if len(conditions) == 1 else {"$and": conditions}
+        return filters_where(
+            category=self.category, source=self.source, tags=self.tags, uploaded_from=start, uploaded_to=end
+        )
 
     def apply(self, queryset: QuerySet[ImageAsset]) -> QuerySet[ImageAsset]:
         if self.category:

@@ -1,9 +1,14 @@
-"""The one door to Chroma. Every read and write names a tenant, and the tenant condition is
-always added here, as `$eq` inside `$and`, so nothing a caller passes can remove or widen it.
+"""The one door to Chroma. Every read and write names a tenant and goes to that tenant's own
+collection. Every filtered read carries the tenant condition, added here as `$eq` inside `$and`, so
+nothing a caller passes can remove or widen it. Two reads carry no condition, by design: an
+unfiltered nearest-neighbour query (a `where` costs a metadata scan and could only match everything
+in the tenant's own collection; every hit's tenant key is checked instead) and
+`remove_untagged_vectors`, whose job is to find records without the right key.
 
-One collection per tenant and embedding model (`<model key>-<tenant key>`, see
-`search.embedding.model_key`): vectors of two models never share a space, and a query searches
-only its tenant's vectors. One shared collection filtered by tenant lost recall for small tenants
+One collection per tenant and vector space (`<space>-<tenant key>`): the space is the embedding
+model's key, passed in by the caller or, when the caller names none, the active space that
+`configure` was given at startup (`vectors.apps`). Vectors of two models never share a collection,
+and a query searches only its tenant's vectors. One shared collection filtered by tenant lost recall for small tenants
 (Chroma's filtered HNSW walk finds few allowed neighbours: recall@10 fell to 0.7) and paid for the
 metadata filter on every query. Chroma is a server (`CHROMA_URL`) whenever web and workers are
 separate processes, and an embedded directory (`CHROMA_PATH`) in the single-process default.
@@ -15,7 +20,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -28,13 +33,9 @@ from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import InternalError, NotFoundError
 from django.conf import settings
 
-from search.embedding import current_model_key
+from vectors.layout import TENANT_KEY, MetadataValue, Where
 
 logger = logging.getLogger(__name__)
-
-TENANT_KEY = "tenant"
-MetadataValue = str | int | float | bool
-Where = dict[str, Any]
 
 
 class IndexUnavailable(Exception):
@@ -83,8 +84,25 @@ def _make_client() -> ClientAPI:
     return chromadb.PersistentClient(path=str(settings.CHROMA_PATH), settings=chroma_settings)
 
 
-def collection_name(tenant: TenantScoped) -> str:
-    return f"{current_model_key()}-{_tenant_key(tenant)}"
+_active_space: Callable[[], str] | None = None
+
+
+def configure(*, active_space: Callable[[], str]) -> None:
+    """Names the vector space that reads and writes use when the caller names none."""
+    global _active_space
+    _active_space = active_space
+
+
+def _space(space: str | None) -> str:
+    if space:
+        return space
+    if _active_space is None:
+        raise RuntimeError("vectors.index.configure(active_space=...) was never called; is 'vectors' installed?")
+    return _active_space()
+
+
+def collection_name(tenant: TenantScoped, space: str | None = None) -> str:
+    return f"{_space(space)}-{_tenant_key(tenant)}"
 
 
 def _connected() -> ClientAPI:
@@ -97,9 +115,10 @@ def _connected() -> ClientAPI:
     return _client
 
 
-def _collection(tenant: TenantScoped) -> Collection:
+def _collection(tenant: TenantScoped, space: str | None = None) -> Collection:
     global _client
-    name = collection_name(tenant)
+    space = _space(space)
+    name = collection_name(tenant, space)
     with _lock:
         if name in _collections:
             return _collections[name]
@@ -107,7 +126,7 @@ def _collection(tenant: TenantScoped) -> Collection:
             collection = _connected().get_or_create_collection(
                 name,
                 configuration={"hnsw": HNSW_CONFIGURATION},  # type: ignore[typeddict-item,arg-type]
-                metadata={"purpose": "image-search", "model": current_model_key(), TENANT_KEY: _tenant_key(tenant)},
+                metadata={"purpose": "image-search", "model": space, TENANT_KEY: _tenant_key(tenant)},
                 embedding_function=None,
             )
         except (httpx.TransportError, ValueError, ConnectionError) as exc:
@@ -179,6 +198,7 @@ def scoped_where(tenant: TenantScoped, where: Where | None = None) -> Where:
 def upsert_vectors(
     *,
     tenant: TenantScoped,
+    space: str | None = None,
     ids: Sequence[str],
     embeddings: Sequence[Sequence[float]],
     metadatas: Sequence[Mapping[str, MetadataValue]],
@@ -195,7 +215,7 @@ def upsert_vectors(
         tagged.append({**metadata, TENANT_KEY: key})
     _call(
         "upsert",
-        _collection(tenant).upsert,
+        _collection(tenant, space).upsert,
         ids=list(ids),
         embeddings=[list(vector) for vector in embeddings],
         metadatas=tagged,
@@ -207,41 +227,52 @@ def _unique(ids: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def delete_vectors(*, tenant: TenantScoped, ids: Sequence[str]) -> None:
+def delete_vectors(*, tenant: TenantScoped, space: str | None = None, ids: Sequence[str]) -> None:
     if ids:
-        _call("delete", _collection(tenant).delete, ids=_unique(ids), where=scoped_where(tenant))
+        _call("delete", _collection(tenant, space).delete, ids=_unique(ids), where=scoped_where(tenant))
 
 
-def delete_tenant_vectors(*, tenant: TenantScoped) -> None:
+def delete_tenant_vectors(*, tenant: TenantScoped, space: str | None = None) -> None:
     """Drops the tenant's collection for the current model."""
-    name = collection_name(tenant)
+    name = collection_name(tenant, space)
     with _lock:
         _collections.pop(name, None)
     with contextlib.suppress(NotFoundError):  # nothing was ever stored
         _call("delete_collection", lambda: _connected().delete_collection(name))
 
 
-def fetch_vectors(*, tenant: TenantScoped, ids: Sequence[str]) -> dict[str, list[float]]:
+def fetch_vectors(*, tenant: TenantScoped, space: str | None = None, ids: Sequence[str]) -> dict[str, list[float]]:
     if not ids:
         return {}
-    result = _call("get", _collection(tenant).get, ids=_unique(ids), where=scoped_where(tenant), include=["embeddings"])
+    result = _call(
+        "get", _collection(tenant, space).get, ids=_unique(ids), where=scoped_where(tenant), include=["embeddings"]
+    )
     embeddings = result["embeddings"] if result["embeddings"] is not None else []
     return {id_: [float(x) for x in vector] for id_, vector in zip(result["ids"], embeddings, strict=True)}
 
 
-def fetch_metadata(*, tenant: TenantScoped, ids: Sequence[str]) -> dict[str, Mapping[str, MetadataValue]]:
+def fetch_metadata(
+    *, tenant: TenantScoped, space: str | None = None, ids: Sequence[str]
+) -> dict[str, Mapping[str, MetadataValue]]:
     if not ids:
         return {}
-    result = _call("get", _collection(tenant).get, ids=_unique(ids), where=scoped_where(tenant), include=["metadatas"])
+    result = _call(
+        "get", _collection(tenant, space).get, ids=_unique(ids), where=scoped_where(tenant), include=["metadatas"]
+    )
     return dict(zip(result["ids"], result["metadatas"] or [], strict=True))
 
 
-def count_vectors(*, tenant: TenantScoped) -> int:
-    return len(vector_ids(tenant=tenant))
+def count_vectors(*, tenant: TenantScoped, space: str | None = None) -> int:
+    return len(vector_ids(tenant=tenant, space=space))
 
 
 def query_vectors(
-    *, tenant: TenantScoped, embedding: Sequence[float], limit: int, where: Where | None = None
+    *,
+    tenant: TenantScoped,
+    space: str | None = None,
+    embedding: Sequence[float],
+    limit: int,
+    where: Where | None = None,
 ) -> list[Hit]:
     """The tenant's nearest vectors. With user filters the query carries
     `{"$and": [{"tenant": {"$eq": key}}, filters]}`. Without them it searches the tenant's own
@@ -249,7 +280,7 @@ def query_vectors(
     matches, 130 ms for a tenant of 20,000 images against 4 ms for the HNSW walk (bench/query),
     and here it could only match everything. The collection is the tenant's (checked on open),
     and every hit's `tenant` metadata is still checked below."""
-    collection = _collection(tenant)
+    collection = _collection(tenant, space)
     options: dict[str, Any] = {"where": scoped_where(tenant, where)} if where else {}
     result = _call(
         "query",
@@ -269,16 +300,16 @@ def query_vectors(
     return hits
 
 
-def vector_ids(*, tenant: TenantScoped) -> set[str]:
+def vector_ids(*, tenant: TenantScoped, space: str | None = None) -> set[str]:
     """Ids of the tenant's vectors (tagged with its key) for the current model."""
-    result = _call("get", _collection(tenant).get, where=scoped_where(tenant), include=[])
+    result = _call("get", _collection(tenant, space).get, where=scoped_where(tenant), include=[])
     return set(result["ids"])
 
 
-def remove_untagged_vectors(*, tenant: TenantScoped) -> int:
+def remove_untagged_vectors(*, tenant: TenantScoped, space: str | None = None) -> int:
     """Deletes vectors in the tenant's collection whose `tenant` key is missing or another's.
     No query can return them (results are checked against the key), but they must not linger."""
-    collection = _collection(tenant)
+    collection = _collection(tenant, space)
     key = _tenant_key(tenant)
     result = _call("get", collection.get, include=["metadatas"])
     strays = [
@@ -290,9 +321,9 @@ def remove_untagged_vectors(*, tenant: TenantScoped) -> int:
     return len(strays)
 
 
-def stored_tenant_keys() -> set[str]:
-    """The tenant keys that have a collection for the current model."""
-    model = current_model_key()
+def stored_tenant_keys(space: str | None = None) -> set[str]:
+    """The tenant keys that have a collection in the space."""
+    model = _space(space)
     collections = _call("list_collections", lambda: _connected().list_collections())
     keys = set()
     for collection in collections:
@@ -307,6 +338,6 @@ class _Key:
     vector_key: str
 
 
-def drop_tenant_key(key: str) -> None:
+def drop_tenant_key(key: str, space: str | None = None) -> None:
     """Drops the collection of a tenant that exists no more."""
-    delete_tenant_vectors(tenant=_Key(key))
+    delete_tenant_vectors(tenant=_Key(key), space=space)

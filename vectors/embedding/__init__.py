@@ -140,7 +140,7 @@ class ClipEmbedder:
             model.visual = torch.nn.Identity()  # frees the image tower's weights
         self._model: Any = model.eval().to(self.device, dtype=self.dtype)
         if "image" in towers and self.device == "cpu":
-            from search.embedding.cpu_tower import rearrange_for_cpu
+            from vectors.embedding.cpu_tower import rearrange_for_cpu
 
             rearrange_for_cpu(
                 self._model.visual,

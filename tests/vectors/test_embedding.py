@@ -9,8 +9,8 @@ from chromadb.utils.embedding_functions import OpenCLIPEmbeddingFunction
 from PIL import Image
 
 from ingestion.imaging import load_rgb
-from search.embedding import ClipEmbedder, EmbeddingModelUnavailable, ModelSpec, get_embedder, model_key
 from tests.testenv import CHECKPOINT, SAMPLES, TEST_MODEL
+from vectors.embedding import ClipEmbedder, EmbeddingModelUnavailable, ModelSpec, get_embedder, model_key
 
 TEXTS = ["a photo of a dog", "a photo of a cat"]
 
@@ -78,7 +78,7 @@ def test_exif_orientation_is_applied_before_embedding():
 def test_auto_precision_is_bf16_exactly_where_the_cpu_multiplies_bf16_natively():
     import torch
 
-    from search.embedding import cpu_has_native_bf16
+    from vectors.embedding import cpu_has_native_bf16
 
     auto = ClipEmbedder(ModelSpec(name=TEST_MODEL, pretrained=str(CHECKPOINT), device="cpu"))
     expected = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
@@ -103,8 +103,8 @@ def test_the_cpu_tower_is_rearranged_and_gives_the_plain_models_numbers(precisio
     import open_clip
     import torch
 
-    from search.embedding import cpu_has_native_bf16
-    from search.embedding.cpu_tower import PackedLinear, PackedSelfAttention, PatchEmbeddingMatmul
+    from vectors.embedding import cpu_has_native_bf16
+    from vectors.embedding.cpu_tower import PackedLinear, PackedSelfAttention, PatchEmbeddingMatmul
 
     embedder = ClipEmbedder(ModelSpec(name=TEST_MODEL, pretrained=str(CHECKPOINT), device="cpu", precision=precision))
     plain, _, _ = open_clip.create_model_and_transforms(TEST_MODEL, pretrained=str(CHECKPOINT))
@@ -136,7 +136,7 @@ def test_packed_blocks_that_fail_their_probe_are_left_plain(monkeypatch, fault):
     differently cannot exist on this machine: the packed product is made to fail here."""
     import torch
 
-    from search.embedding.cpu_tower import PackedLinear
+    from vectors.embedding.cpu_tower import PackedLinear
 
     def broken(self, x):
         if fault == "raises":
@@ -156,7 +156,7 @@ def test_packed_blocks_that_fail_their_probe_are_left_plain(monkeypatch, fault):
 def test_layers_of_another_shape_are_not_rearranged():
     import torch
 
-    from search.embedding.cpu_tower import PackedSelfAttention, PatchEmbeddingMatmul
+    from vectors.embedding.cpu_tower import PackedSelfAttention, PatchEmbeddingMatmul
 
     assert PatchEmbeddingMatmul.fits(torch.nn.Conv2d(3, 8, kernel_size=16, stride=16, bias=False))
     assert not PatchEmbeddingMatmul.fits(torch.nn.Conv2d(3, 8, kernel_size=3, stride=2, padding=1))  # ResNet stems
@@ -222,7 +222,7 @@ def test_a_text_only_model_holds_no_image_tower_and_embeds_texts_the_same():
 
 
 def test_a_process_that_only_searches_text_loads_only_the_text_tower(monkeypatch):
-    from search import embedding
+    from vectors import embedding
 
     monkeypatch.setattr(embedding, "_loaded", {})
     assert get_embedder("text").towers == ("text",)

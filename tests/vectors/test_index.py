@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pytest
 from chromadb.errors import InternalError
 
-from search import index
+from vectors import index
 
 
 @dataclass

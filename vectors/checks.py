@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.checks import CheckMessage, Error, Warning, register
 
-from search.embedding import ModelSpec
+from vectors.embedding import ModelSpec
 
 
 @register()
@@ -18,7 +18,7 @@ def embedding_settings_check(**_: Any) -> list[CheckMessage]:
                 f"CLIP_PRETRAINED={spec.pretrained!r} looks like a checkpoint path, but there is no file there.",
                 hint="Point CLIP_PRETRAINED at an OpenCLIP checkpoint file, or use a pretrained tag "
                 "such as laion2b_s34b_b79k.",
-                id="search.E001",
+                id="vectors.E001",
             )
         )
     if spec.uses_random_weights:
@@ -26,7 +26,7 @@ def embedding_settings_check(**_: Any) -> list[CheckMessage]:
             Warning(
                 "CLIP_PRETRAINED=random: the model has untrained weights and search results mean nothing.",
                 hint="Use it for tests and demos only.",
-                id="search.W001",
+                id="vectors.W001",
             )
         )
     return messages

@@ -1,0 +1,172 @@
+"""The embedding pipeline: pending images claimed in batches, decoded, embedded and written to the
+index, then marked ready (or failed, with a reason a person can read)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from PIL import Image
+
+from ingestion.imaging import load_rgb
+from ingestion.models import AssetStatus, ImageAsset
+from vectors import index
+from vectors.embedding import get_embedder
+from vectors.layout import image_metadata
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EmbedReport:
+    ready: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
+
+
+def enqueue_embedding(asset_ids: Sequence[uuid.UUID | str]) -> None:
+    """Queues embedding in batches once the current transaction commits. If the broker is down
+    the images stay pending, and the periodic sweep queues them again."""
+    from ingestion.tasks import embed_assets  # the task module imports this one to run it
+
+    ids = [str(asset_id) for asset_id in asset_ids]
+    batch = settings.EMBED_BATCH_SIZE
+
+    def send() -> None:
+        for start in range(0, len(ids), batch):
+            chunk = ids[start : start + batch]
+            try:
+                embed_assets.apply_async(
+                    args=(chunk,), retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2}
+                )
+            except Exception:
+                if settings.CELERY_TASK_ALWAYS_EAGER:
+                    raise
+                logger.warning("Could not queue %d images; the sweep will queue them later", len(chunk), exc_info=True)
+
+    if ids:
+        transaction.on_commit(send)
+
+
+def _vector_metadata(asset: ImageAsset) -> dict[str, str | int | float | bool]:
+    return image_metadata(category=asset.category, source=asset.source, uploaded_at=asset.created_at, tags=asset.tags)
+
+
+def _claim(asset_ids: Sequence[str]) -> list[ImageAsset]:
+    with transaction.atomic():
+        assets = list(
+            ImageAsset.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("tenant")
+            .filter(id__in=asset_ids, status__in=[AssetStatus.PENDING, AssetStatus.PROCESSING])
+        )
+        ImageAsset.objects.filter(id__in=[a.id for a in assets]).update(
+            status=AssetStatus.PROCESSING, attempts=F("attempts") + 1, updated_at=timezone.now()
+        )
+    for asset in assets:
+        asset.attempts += 1
+        asset.status = AssetStatus.PROCESSING
+    return assets
+
+
+def _fail(asset: ImageAsset, reason: str) -> None:
+    ImageAsset.objects.filter(id=asset.id).update(
+        status=AssetStatus.FAILED, failure_reason=reason, updated_at=timezone.now()
+    )
+
+
+def _release(asset_ids: Sequence[uuid.UUID]) -> None:
+    """Puts claimed images back in pending without counting the attempt against them."""
+    ImageAsset.objects.filter(id__in=asset_ids, status=AssetStatus.PROCESSING).update(
+        status=AssetStatus.PENDING, attempts=F("attempts") - 1, updated_at=timezone.now()
+    )
+
+
+def assets_embed(*, asset_ids: Sequence[str]) -> EmbedReport:
+    """Embeds the given images in batches and upserts their vectors; idempotent.
+
+    Images already ready or failed are left alone. An image whose earlier attempt never finished
+    (the worker died) is split off into a batch of its own, so one poison image cannot hold
+    back the others; after EMBED_MAX_ATTEMPTS it is marked failed. Raises IndexUnavailable,
+    with the claimed images back in pending, when Chroma cannot be reached.
+    """
+    report = EmbedReport()
+    assets = _claim(asset_ids)
+    if len(assets) > 1:
+        suspects = [a for a in assets if a.attempts > 1]
+        if suspects:
+            _release([a.id for a in suspects])
+            for suspect in suspects:
+                enqueue_embedding([suspect.id])
+            report.deferred = [str(a.id) for a in suspects]
+            assets = [a for a in assets if a.attempts == 1]
+    candidates = []
+    for asset in assets:
+        if asset.attempts > settings.EMBED_MAX_ATTEMPTS:
+            _fail(asset, f"Gave up after {settings.EMBED_MAX_ATTEMPTS} attempts: processing this image kept crashing.")
+            report.failed.append(str(asset.id))
+        else:
+            candidates.append(asset)
+    if not candidates:
+        return report
+
+    by_tenant: dict[int, list[tuple[ImageAsset, list[float]]]] = defaultdict(list)
+    work: list[ImageAsset] = []
+    for asset, vector in _embed_stored_images(candidates, report):
+        work.append(asset)
+        by_tenant[asset.tenant_id].append((asset, vector))
+    if not work:
+        return report
+    try:
+        for rows in by_tenant.values():
+            index.upsert_vectors(
+                tenant=rows[0][0].tenant,
+                ids=[str(asset.id) for asset, _ in rows],
+                embeddings=[vector for _, vector in rows],
+                metadatas=[_vector_metadata(asset) for asset, _ in rows],
+            )
+    except index.IndexUnavailable:
+        _release([asset.id for asset in work])
+        raise
+    ready_ids = [asset.id for asset in work]
+    ImageAsset.objects.filter(id__in=ready_ids, status=AssetStatus.PROCESSING).update(
+        status=AssetStatus.READY, failure_reason="", embedded_at=timezone.now(), updated_at=timezone.now()
+    )
+    report.ready.extend(str(i) for i in ready_ids)
+    return report
+
+
+def _embed_stored_images(assets: Sequence[ImageAsset], report: EmbedReport) -> Iterator[tuple[ImageAsset, list[float]]]:
+    """Decodes and preprocesses in a thread pool that runs ahead of the forward passes (decoding
+    releases the GIL), so the model is never left waiting for JPEGs. A file that cannot be decoded
+    fails alone."""
+    embedder = get_embedder()
+    min_side = settings.EMBED_DECODE_MIN_SIDE or embedder.image_size
+
+    def prepare(asset: ImageAsset) -> Any:
+        with default_storage.open(asset.file.name or "", "rb") as handle:
+            return embedder.preprocess(load_rgb(handle, min_side=min_side))
+
+    threads = settings.EMBED_DECODE_THREADS or os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode") as pool:
+        pending = [(asset, pool.submit(prepare, asset)) for asset in assets]
+        for start in range(0, len(pending), embedder.batch_size):
+            ready: list[tuple[ImageAsset, Any]] = []
+            for asset, future in pending[start : start + embedder.batch_size]:
+                try:
+                    ready.append((asset, future.result()))
+                except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, MemoryError) as exc:
+                    _fail(asset, f"The stored file could not be decoded: {exc}")
+                    report.failed.append(str(asset.id))
+            vectors = embedder.embed_preprocessed([tensor for _, tensor in ready])
+            yield from zip((asset for asset, _ in ready), vectors, strict=True)

@@ -1,0 +1,158 @@
+"""Uploads: a file from a user (page, API or `import_images`) into a stored, pending image."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile, File
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.template.defaultfilters import filesizeformat
+
+from ingestion.imaging import make_thumbnail, without_metadata
+from ingestion.models import ImageAsset, parse_tags
+from ingestion.selectors import tenant_storage_used
+from ingestion.services.pipeline import enqueue_embedding
+from ingestion.validation import ValidatedImage, validate_image
+from tenants.models import Tenant
+
+
+class QuotaExceeded(ValidationError):
+    pass
+
+
+@dataclass
+class UploadOutcome:
+    filename: str
+    asset: ImageAsset | None = None
+    error: str | None = None
+    duplicate: bool = False
+
+
+def display_filename(name: str) -> str:
+    """The client's file name made safe to show: no folders, no control characters, bounded length."""
+    name = unicodedata.normalize("NFC", name.replace("\\", "/").rsplit("/", 1)[-1])
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
+    return name[:255] or "unnamed"
+
+
+def _check_quota(tenant: Tenant, byte_size: int) -> None:
+    used = tenant_storage_used(tenant)
+    if used + byte_size > tenant.storage_quota_bytes:
+        raise QuotaExceeded(
+            f"Storage quota exceeded: {tenant.name} uses {filesizeformat(used)} of "
+            f"{filesizeformat(tenant.storage_quota_bytes)} and this file needs {filesizeformat(byte_size)} more. "
+            "Ask an operator to raise the quota or delete images.",
+            code="quota",
+        )
+
+
+def storage_prefix(tenant: Tenant) -> str:
+    """Where a tenant's files live in the storage: everything under it is the tenant's."""
+    return f"tenants/{tenant.vector_uuid}"
+
+
+def asset_create(
+    *,
+    tenant: Tenant,
+    uploaded_by: User | None,
+    file: IO[bytes],
+    byte_size: int,
+    filename: str,
+    category: str = "",
+    source: str = "",
+    tags: Sequence[str] = (),
+) -> tuple[ImageAsset, bool]:
+    """Validates and stores one image. Returns (asset, created); created is False when the tenant
+    already has these exact bytes. Raises ValidationError, having stored nothing."""
+    validated: ValidatedImage = validate_image(file, byte_size=byte_size)
+    existing = ImageAsset.objects.for_tenant(tenant).filter(sha256=validated.sha256).first()
+    if existing is not None:
+        return existing, False
+
+    asset = ImageAsset(
+        tenant=tenant,
+        uploaded_by=uploaded_by,
+        original_filename=display_filename(filename),
+        sha256=validated.sha256,
+        image_format=validated.image_format,
+        byte_size=validated.byte_size,
+        width=validated.width,
+        height=validated.height,
+        category=category.strip(),
+        source=source.strip(),
+    )
+    asset.set_tags(parse_tags(tags))
+    prefix = storage_prefix(tenant)
+    # Both before the lock: they take a while. The stored original carries no location or camera
+    # data (its sha256 stays that of the upload, so the same file is recognised when sent again).
+    thumbnail = ContentFile(make_thumbnail(validated.upright_rgb))
+    original = ContentFile(without_metadata(validated.data, validated.image_format, orientation=validated.orientation))
+    stored: list[str] = []
+    try:
+        with transaction.atomic():
+            # Serialises uploads of one tenant, so concurrent uploads cannot overrun the quota together.
+            Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
+            _check_quota(tenant, validated.byte_size)
+            asset.file.name = default_storage.save(f"{prefix}/originals/{asset.id}.{validated.extension}", original)
+            stored.append(asset.file.name)
+            asset.thumbnail.name = default_storage.save(f"{prefix}/thumbnails/{asset.id}.jpg", thumbnail)
+            stored.append(asset.thumbnail.name)
+            asset.full_clean()
+            asset.save(force_insert=True)
+    except IntegrityError:
+        # The same bytes arrived concurrently; the other upload won.
+        for name in stored:
+            default_storage.delete(name)
+        return ImageAsset.objects.for_tenant(tenant).get(sha256=validated.sha256), False
+    except BaseException:
+        for name in stored:
+            default_storage.delete(name)
+        raise
+    return asset, True
+
+
+def assets_upload(
+    *,
+    tenant: Tenant,
+    uploaded_by: User | None,
+    files: Sequence[File],  # type: ignore[type-arg]
+    category: str = "",
+    source: str = "",
+    tags: Sequence[str] = (),
+) -> list[UploadOutcome]:
+    """Stores each file on its own: a refused file stores nothing and does not stop the others.
+    New images are queued for embedding once their rows are committed. The one upload service of
+    every door (the page, the API, `import_images`), each of which validates its metadata with
+    `ingestion.forms.UploadForm` first."""
+    outcomes: list[UploadOutcome] = []
+    for upload in files:
+        name = display_filename(upload.name or "")
+        try:
+            asset, created = asset_create(
+                tenant=tenant,
+                uploaded_by=uploaded_by,
+                file=upload,
+                byte_size=upload.size or 0,
+                filename=name,
+                category=category,
+                source=source,
+                tags=tags,
+            )
+        except ValidationError as exc:
+            outcomes.append(UploadOutcome(filename=name, error=" ".join(exc.messages)))
+            continue
+        outcomes.append(UploadOutcome(filename=name, asset=asset, duplicate=not created))
+    new_ids = [o.asset.id for o in outcomes if o.asset is not None and not o.duplicate]
+    enqueue_embedding(new_ids)
+    # In the in-process mode the images are embedded by now; report their state as it is.
+    current = ImageAsset.objects.select_related("tenant").in_bulk([o.asset.id for o in outcomes if o.asset is not None])
+    for outcome in outcomes:
+        if outcome.asset is not None:
+            outcome.asset = current.get(outcome.asset.id, outcome.asset)
+    return outcomes

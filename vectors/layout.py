@@ -1,0 +1,53 @@
+"""What an image's record in Chroma holds besides its vector, and how a filter reads it: the one
+place that knows the metadata keys. Writers (ingestion) build records with `image_metadata`, readers
+(search, the image list) build `where` clauses with `filters_where`; the index adds the tenant key.
+
+    {"category": str, "source": str, "uploaded_at": epoch seconds, "tag:<tag>": True, ..., "tenant": key}
+
+Tags are one boolean key each because Chroma metadata holds scalars only: "has all of these tags"
+is then an `$and` of equalities that Chroma evaluates without scanning strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+TENANT_KEY = "tenant"
+TAG_PREFIX = "tag:"
+MetadataValue = str | int | float | bool
+Metadata = dict[str, MetadataValue]
+Where = dict[str, Any]
+
+
+def image_metadata(*, category: str, source: str, uploaded_at: datetime, tags: Iterable[str]) -> Metadata:
+    metadata: Metadata = {"category": category, "source": source, "uploaded_at": int(uploaded_at.timestamp())}
+    for tag in tags:
+        metadata[f"{TAG_PREFIX}{tag}"] = True
+    return metadata
+
+
+def filters_where(
+    *,
+    category: str = "",
+    source: str = "",
+    tags: Iterable[str] = (),
+    uploaded_from: datetime | None = None,
+    uploaded_to: datetime | None = None,
+) -> Where | None:
+    """The user's filters as a Chroma `where` (None when there are none); the index wraps it with
+    the tenant condition."""
+    conditions: list[Where] = []
+    if category:
+        conditions.append({"category": {"$eq": category}})
+    if source:
+        conditions.append({"source": {"$eq": source}})
+    conditions.extend({f"{TAG_PREFIX}{tag}": {"$eq": True}} for tag in tags)
+    if uploaded_from:
+        conditions.append({"uploaded_at": {"$gte": int(uploaded_from.timestamp())}})
+    if uploaded_to:
+        conditions.append({"uploaded_at": {"$lte": int(uploaded_to.timestamp())}})
+    if not conditions:
+        return None
+    return conditions[0] if len(conditions) == 1 else {"$and": conditions}
