@@ -7,34 +7,20 @@ from __future__ import annotations
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.support.checkpoints import model_checkpoint
+from tests.support.processes import CeleryWorker, ChromaServer, GunicornServer
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "bench"
 PHOTO_SOURCES = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
 MEGAPIXELS = (2, 3, 4, 6, 8, 12)
-
-
-def model_checkpoint(model: str = "ViT-B-32", seed: int = 0, path: Path | None = None) -> Path:
-    """A randomly initialised OpenCLIP model (fixed seed) saved once as a checkpoint file: what the
-    benchmarks and the tests load through the same code path as trained weights."""
-    path = path or CACHE / f"{model}-random-seed{seed}.pt"
-    if not path.exists():
-        import open_clip
-        import torch
-
-        torch.manual_seed(seed)
-        weights = open_clip.create_model(model, pretrained=None).state_dict()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"state_dict": weights}, path.with_suffix(".partial"))
-        path.with_suffix(".partial").rename(path)
-    return path
 
 
 def setup_django(*, model: str = "ViT-B-32", workdir: Path | None = None, **env: str) -> Path:
@@ -43,7 +29,7 @@ def setup_django(*, model: str = "ViT-B-32", workdir: Path | None = None, **env:
     os.environ.setdefault("DATA_DIR", str(workdir))
     os.environ.setdefault("CLIP_MODEL", model)
     if "CLIP_PRETRAINED" not in os.environ:  # built only when no weights were named
-        os.environ["CLIP_PRETRAINED"] = str(model_checkpoint(model))
+        os.environ["CLIP_PRETRAINED"] = str(model_checkpoint(model, 0, CACHE / f"{model}-random-seed0.pt"))
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
@@ -170,40 +156,6 @@ def gemm_share(forward: Callable[[], object]) -> float:
     return gemm / total if total else 0.0
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(
-    check: Callable[[], bool], timeout: float, what: str, *, processes: Sequence[subprocess.Popen[bytes]] = ()
-) -> None:
-    """Polls `check` until it is true, for at most `timeout` seconds; one of `processes` exiting
-    meanwhile fails at once instead of after the timeout. Shared with the tests' fixtures."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        for process in processes:
-            if process.poll() is not None:
-                raise RuntimeError(f"{what}: a process it needs exited with {process.returncode}")
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} not ready after {timeout}s")
-
-
-def answers(url: str, status: int) -> bool:
-    """Whether `url` answers with `status` now (False while nothing listens there yet)."""
-    import httpx
-
-    try:
-        return httpx.get(url, timeout=1).status_code == status
-    except httpx.HTTPError:
-        return False
-
-
 @contextmanager
 def local_stack(*, database: str, redis_url: str, web_workers: int = 1, model: str = "ViT-B-32") -> Iterator[str]:
     """The deployed shape on loopback: a fresh PostgreSQL database, a Redis db, a `chroma run`
@@ -215,48 +167,36 @@ def local_stack(*, database: str, redis_url: str, web_workers: int = 1, model: s
     with psycopg.connect(database.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.execute(f'CREATE DATABASE "{name}"')
-    chroma_port, web_port = free_port(), free_port()
-    workdir = setup_django(
+    workdir = Path(tempfile.mkdtemp(prefix="imagesearch-bench-"))
+    logs = workdir / "logs"
+    chroma = ChromaServer(workdir / "chroma", log=logs)
+    setup_django(
         model=model,
+        workdir=workdir,
         DATABASE_URL=database,
         REDIS_URL=redis_url,
-        CHROMA_URL=f"http://127.0.0.1:{chroma_port}",
+        CHROMA_URL=chroma.url,
         TASKS_IN_PROCESS="0",
     )
     import redis
     from django.conf import settings
 
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
-    venv_bin = Path(sys.executable).parent
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
-    logs = (workdir / "logs").open("ab")
-    processes = [
-        subprocess.Popen([str(venv_bin / "chroma"), "run", "--path", str(workdir / "chroma"), "--host", "127.0.0.1", "--port", str(chroma_port)], stdout=logs, stderr=logs),
-        subprocess.Popen([str(venv_bin / "celery"), "-A", "config", "worker", "--pool=solo", "-Q", "ingestion,interactive", "--without-gossip", "--without-mingle", "--loglevel=WARNING"], cwd=ROOT, env=env, stdout=logs, stderr=logs),
-        subprocess.Popen([str(venv_bin / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{web_port}", "--workers", str(web_workers), "--threads", "4"], cwd=ROOT, env=env, stdout=logs, stderr=logs),
-    ]  # fmt: skip
+    web = GunicornServer(env=env, log=logs, workers=web_workers)
+    servers = [chroma, CeleryWorker(env=env, log=logs, loglevel="WARNING"), web]
     try:
-        wait_until(
-            lambda: answers(f"http://127.0.0.1:{chroma_port}/api/v2/heartbeat", 200), 30, "Chroma", processes=processes
-        )
-        wait_until(
-            lambda: answers(f"http://127.0.0.1:{web_port}/api/v1/images/", 401), 60, "gunicorn", processes=processes
-        )
-        from config.celery import app
-
-        wait_until(lambda: bool(app.control.ping(timeout=0.5)), 120, "the Celery worker", processes=processes)
-        yield f"http://127.0.0.1:{web_port}"
+        for server in servers:
+            server.start(wait=False)
+        for server in servers:
+            server.wait_ready(watching=servers)
+        yield web.url
     except BaseException:
-        print(f"logs of the stack: {workdir / 'logs'}", file=sys.stderr)
+        print(f"logs of the stack: {logs}", file=sys.stderr)
         raise
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        for server in reversed(servers):
+            server.stop()
 
 
 def percentile(values: list[float], q: float) -> float:

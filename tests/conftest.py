@@ -3,8 +3,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,16 +13,38 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from rest_framework.test import APIClient
 
-from bench._common import answers, free_port, wait_until
 from config.celery import app as celery_app
-from search import index
 from tenants.models import Role, Tenant
 from tenants.services import membership_set, tenant_create
 from tenants.tokens import api_token_create
 from tests.factories import PASSWORD, UserFactory
-from tests.testenv import OUTPUT, ROOT, SAMPLES
+from tests.support.processes import CeleryWorker, ChromaServer, wait_until
+from tests.testenv import OUTPUT, SAMPLES
+from vectors import index
 
-VENV_BIN = Path(sys.executable).parent
+# --- the tiers: `pytest --fast` runs the `fast_tier` of pyproject.toml, `pytest` everything -------
+
+STACK_FIXTURES = {"stack", "chroma_server", "celery_worker_process", "fault_stack"}  # each starts processes
+
+
+def pytest_addoption(parser) -> None:
+    parser.addini("fast_tier", "the marker expression that selects the fast tier (`pytest --fast`)")
+    parser.addoption("--fast", action="store_true", help="run the fast tier only (the `fast_tier` ini setting)")
+
+
+def pytest_configure(config) -> None:
+    if config.getoption("fast"):
+        chosen = config.option.markexpr
+        tier = config.getini("fast_tier")
+        config.option.markexpr = f"({tier}) and ({chosen})" if chosen else tier
+
+
+@pytest.hookimpl(tryfirst=True)  # before the `-m` selection reads the markers
+def pytest_collection_modifyitems(items) -> None:
+    # A test that needs the stack's processes is in the stack tier whether or not its module says so.
+    for item in items:
+        if STACK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.stack)
 
 
 @pytest.fixture(autouse=True)
@@ -113,50 +133,9 @@ def sample() -> Callable[[str], SimpleUploadedFile]:
 # --- the full local stack: a Chroma server and a Celery worker process ---------------------------
 
 
-class LocalServer:
-    """A server process the tests start and stop."""
-
-    process: subprocess.Popen[bytes] | None = None
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
-
-class ChromaServer(LocalServer):
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = None
-
-    def start(self) -> None:
-        log = (OUTPUT / "chroma-server.log").open("ab")
-        self.process = subprocess.Popen(
-            [
-                str(VENV_BIN / "chroma"),
-                "run",
-                "--path",
-                str(self.path),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_until(self.alive, 30, "Chroma server")
-
-    def alive(self) -> bool:
-        return answers(f"{self.url}/api/v2/heartbeat", 200)
-
-
 @pytest.fixture(scope="session")
 def chroma_server(tmp_path_factory) -> Iterator[ChromaServer]:
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    server = ChromaServer(tmp_path_factory.mktemp("chroma-server"))
+    server = ChromaServer(tmp_path_factory.mktemp("chroma-server"), log=OUTPUT / "chroma-server.log")
     server.start()
     yield server
     server.stop()
@@ -165,14 +144,6 @@ def chroma_server(tmp_path_factory) -> Iterator[ChromaServer]:
 @pytest.fixture(scope="session")
 def stack_media(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("stack-media")
-
-
-def worker_command(hostname: str) -> list[str]:
-    """A real `celery worker`, as `make worker` runs it."""
-    return [
-        str(VENV_BIN / "celery"), "-A", "config", "worker", "--pool=solo", "-Q", "ingestion,interactive",
-        "--loglevel=INFO", "--without-gossip", "--without-mingle", "--hostname", hostname,
-    ]  # fmt: skip
 
 
 def worker_env(*, chroma_url: str, media: Path, **extra: str) -> dict[str, str]:
@@ -206,33 +177,17 @@ def web_side(settings, *, chroma_url: str, media: Path) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(
-    django_db_setup, django_db_blocker, chroma_server, stack_media
-) -> Iterator[subprocess.Popen[bytes]]:
+def celery_worker_process(django_db_setup, django_db_blocker, chroma_server, stack_media) -> Iterator[CeleryWorker]:
     """A real `celery worker` process on the test database, Redis and the Chroma server."""
     redis.Redis.from_url(django_settings.REDIS_URL).flushdb()
-    env = worker_env(chroma_url=chroma_server.url, media=stack_media)
-    log = (OUTPUT / "celery-worker.log").open("ab")
-    process = subprocess.Popen(
-        worker_command("tests@%h"),
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    worker = CeleryWorker(
+        env=worker_env(chroma_url=chroma_server.url, media=stack_media),
+        log=OUTPUT / "celery-worker.log",
+        hostname="tests@%h",
     )
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"the Celery worker exited with {process.returncode}; see {OUTPUT}/celery-worker.log")
-        return bool(celery_app.control.ping(timeout=0.5))
-
-    wait_until(ready, 90, "Celery worker")
-    yield process
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    worker.start()
+    yield worker
+    worker.stop()
 
 
 @pytest.fixture

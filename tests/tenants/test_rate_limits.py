@@ -3,9 +3,9 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from bench._common import free_port
 from tenants.tokens import api_token_create
 from tests.factories import PASSWORD
+from tests.support.processes import free_port
 
 
 def test_repeated_failed_logins_lock_the_client_out_even_with_the_right_password(acme, bob, client, settings):
