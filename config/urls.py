@@ -18,5 +18,3 @@ urlpatterns = [
     path("", include("ingestion.urls")),
     path("", include("search.urls")),
 ]
-
-handler404 = "config.errors.not_found"

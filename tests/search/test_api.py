@@ -294,7 +294,7 @@ def test_a_path_under_the_api_that_names_no_route_is_a_json_404(acme, bob):
     for path in ("/api/v1/images/not-a-uuid/similar/", "/api/v1/images/a.b/", "/api/v1/nothing/"):
         response = client.get(path)
         assert (response.status_code, response.json()) == (404, {"detail": "Not found."})
-    assert b"<h1>Not Found</h1>" in client.get("/no/such/page/").content  # pages keep the HTML one
+    assert b"<h1>Not found</h1>" in client.get("/no/such/page/").content  # pages keep the HTML one
 
 
 def test_list_filters_are_parsed_like_the_search_filters(indexed, acme, bob):
