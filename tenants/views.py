@@ -5,7 +5,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.utils.cache import patch_cache_control
+from django.views.decorators.http import require_http_methods
 
 from tenants.decorators import tenant_view
 from tenants.models import Membership
@@ -30,31 +31,52 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "tenants/home.html", {"memberships": memberships})
 
 
+# The session key under which a new API key waits for the one page that shows it.
+NEW_KEY_SESSION_KEY = "new_api_key"
+
+
 @require_http_methods(["GET", "POST"])
 @tenant_view()
 def tokens(request: HttpRequest, membership: Membership) -> HttpResponse:
-    """Members make and revoke their own API keys; owners and admins see and revoke everyone's."""
+    """Members make and revoke their own API keys; owners and admins see and revoke everyone's.
+    Post-redirect-get: a created key waits in the session for the page the redirect lands on, which
+    shows it once, so reloading that page neither makes another key nor shows this one again."""
     tenant = membership.tenant
-    new_key = None
     form = ApiTokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        token, new_key = api_token_create(tenant=tenant, user=request.user, name=form.cleaned_data["name"])  # type: ignore[arg-type]
+        token, key = api_token_create(tenant=tenant, user=request.user, name=form.cleaned_data["name"])  # type: ignore[arg-type]
+        request.session[NEW_KEY_SESSION_KEY] = {"tenant": tenant.slug, "key": key}
         messages.success(request, f"Token {token.name} created. Copy the key now: it is not shown again.")
-        form = ApiTokenForm()
-    listed = tokens_for_member(membership)
-    return render(
+        return redirect("tenants:tokens", tenant.slug)
+    new_key = None
+    waiting = request.session.get(NEW_KEY_SESSION_KEY)
+    if waiting and waiting["tenant"] == tenant.slug:
+        new_key = request.session.pop(NEW_KEY_SESSION_KEY)["key"]
+    response = render(
         request,
         "tenants/tokens.html",
-        {"tenant": tenant, "membership": membership, "form": form, "tokens": listed, "new_key": new_key},
+        {
+            "tenant": tenant,
+            "membership": membership,
+            "form": form,
+            "tokens": tokens_for_member(membership),
+            "new_key": new_key,
+        },
     )
+    if new_key:
+        patch_cache_control(response, no_store=True)  # the back button must not bring the key back either
+    return response
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @tenant_view()
 def token_revoke(request: HttpRequest, membership: Membership, token_id: int) -> HttpResponse:
+    """GET asks (a page with Revoke and Cancel, no JavaScript needed), POST revokes."""
     token = tokens_for_member(membership).filter(pk=token_id).first()
     if token is None:
         raise Http404("No such token.")
+    if request.method == "GET":
+        return render(request, "tenants/token_revoke.html", {"tenant": membership.tenant, "token": token})
     api_token_revoke(token=token)
     messages.success(request, f"Token {token.name} revoked.")
     return redirect("tenants:tokens", membership.tenant.slug)
