@@ -15,12 +15,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-## The embedded single-process default: SQLite, embedded Chroma, tasks in-process.
+## The embedded single-process default: SQLite, embedded Chroma, images embedded by a thread beside
+## the web server. Settings given here (CLIP_PRETRAINED=..., DATA_DIR=...) are remembered in .env for
+## every command beside it.
 run: venv
+	$(PY) -m config.envfile
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py check_model
 	$(PY) manage.py bootstrap_demo --url http://$(HOST):$(PORT)/
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
 
 ## The full local stack's parts, each in its own terminal (see README): needs REDIS_URL, DATABASE_URL, CHROMA_URL.
 chroma: venv

@@ -52,6 +52,26 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return value
 
 
+def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number.") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r} is below the minimum {minimum}.")
+    return value
+
+
+def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    value = env_str(name, default).strip().lower() or default
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r}; use one of {', '.join(choices)}.")
+    return value
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = env_str(name)
     if not raw:
@@ -70,7 +90,18 @@ def database_from_url(url: str) -> dict[str, Any]:
     if parts.scheme == "sqlite":
         # sqlite:///relative/path.db and sqlite:////absolute/path.db, as in dj-database-url.
         name = unquote(url.removeprefix("sqlite://").removeprefix("/")) or ":memory:"
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": name}
+        # The single-process default writes from requests, the background embedder and CLI commands at
+        # once: WAL lets readers go on during a write, IMMEDIATE transactions queue writers instead of
+        # failing them with "database is locked".
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": name,
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
     if parts.scheme in {"postgres", "postgresql", "pgsql"}:
         name = unquote(parts.path.lstrip("/"))
         if not name:

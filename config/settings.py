@@ -13,20 +13,27 @@ from pathlib import Path
 
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
 
 from config.env import (
     database_from_url,
     env_bool,
+    env_choice,
+    env_float,
     env_int,
     env_list,
     env_path,
     env_required,
     env_str,
 )
+from config.envfile import env_file
 
 django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+ENV_FILE = env_file()
+if ENV_FILE is not None and ENV_FILE.is_file():
+    load_dotenv(ENV_FILE, override=False)  # what `make run` remembered; the environment wins
 DATA_DIR = env_path("DATA_DIR", BASE_DIR / "var")
 
 DJANGO_ENV = env_str("DJANGO_ENV", "development")
@@ -140,9 +147,26 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# --- Background work ------------------------------------------------------------------------
+# Who embeds uploaded images: `celery` (workers through the Redis broker: the full stack), `thread`
+# (a background thread of the web process: the single-process default, uploads return at once), or
+# `inline` (inside the request that commits them: the tests). TASKS_IN_PROCESS=1/0 is the older
+# spelling of inline/celery.
+_legacy_in_process = env_str("TASKS_IN_PROCESS")
+EMBED_RUNNER = env_choice(
+    "EMBED_RUNNER",
+    ("celery", "thread", "inline"),
+    ("inline" if env_bool("TASKS_IN_PROCESS", False) else "celery")
+    if _legacy_in_process
+    else ("celery" if REDIS_URL else "thread"),
+)
+# How often the background thread looks for pending images it was not told about (an import run
+# by another process, images left over from a restart).
+EMBED_POLL_SECONDS = env_float("EMBED_POLL_SECONDS", 2.0, minimum=0.1)
+
 # --- Celery -----------------------------------------------------------------------------------
 # Without a broker the tasks run in-process, right after the upload's transaction commits.
-CELERY_TASK_ALWAYS_EAGER = env_bool("TASKS_IN_PROCESS", not REDIS_URL)
+CELERY_TASK_ALWAYS_EAGER = EMBED_RUNNER != "celery"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None

@@ -22,7 +22,7 @@ from ingestion.models import AssetStatus, ImageAsset, parse_tags
 from ingestion.services.deletion import asset_delete
 from ingestion.services.upload import assets_upload
 from ingestion.uploadhandlers import early_refusals
-from ingestion.views import stored_file_response
+from ingestion.views import original_file_response, stored_file_response
 from tenants.api import Need, TenantScopedMixin
 from tenants.schema import ERROR
 
@@ -59,6 +59,21 @@ class ImageSerializer(serializers.ModelSerializer[ImageAsset]):
             "similar": reverse("api:image-similar", args=[asset.id]),
             "page": reverse("search:detail", args=[slug, asset.id]),
         }
+
+
+class DuplicateImageSerializer(ImageSerializer):
+    """The image already there, and what this upload added to it: its tags join the image's, its
+    category and source fill empty ones; nothing is overwritten."""
+
+    merged = serializers.SerializerMethodField()
+
+    class Meta(ImageSerializer.Meta):
+        fields = [*ImageSerializer.Meta.fields, "merged"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=["tags", "category", "source"])))
+    def get_merged(self, asset: ImageAsset) -> list[str]:
+        return list(self.context.get("merged", []))
 
 
 class ImageUploadSerializer(serializers.Serializer[Any]):
@@ -148,9 +163,10 @@ class ImageViewSet(
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(request=ImageUploadSerializer, responses={201: ImageSerializer, 200: ImageSerializer})
+    @extend_schema(request=ImageUploadSerializer, responses={201: ImageSerializer, 200: DuplicateImageSerializer})
     def create(self, request: Request) -> Response:
-        """Uploads one image (201); the same bytes again answer 200 with the existing image."""
+        """Uploads one image (201). The same bytes again answer 200 with the image already there, to
+        which this upload's tags, category and source were added (`merged` says which)."""
         form = UploadForm(request.data, request.FILES, file_field="file")  # reading them runs the upload handlers
         refused = early_refusals(request._request)
         if refused:
@@ -169,8 +185,10 @@ class ImageViewSet(
         )
         if outcome.error or outcome.asset is None:
             raise DRFValidationError({"file": [outcome.error or "The file was refused."]})
-        code = status.HTTP_200_OK if outcome.duplicate else status.HTTP_201_CREATED
-        return Response(ImageSerializer(outcome.asset).data, status=code)
+        if outcome.duplicate:
+            merged = DuplicateImageSerializer(outcome.asset, context={"merged": outcome.merged})
+            return Response(merged.data, status=status.HTTP_200_OK)
+        return Response(ImageSerializer(outcome.asset).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={204: None, 503: INDEX_DOWN_RESPONSE})
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -183,8 +201,7 @@ class ImageViewSet(
     @extend_schema(responses={(200, media_type): OpenApiTypes.BINARY for _, media_type in ALLOWED_FORMATS.values()})
     @action(detail=True, methods=["get"])
     def file(self, request: Request, pk: str | None = None) -> FileResponse:
-        asset = self.get_object()
-        return stored_file_response(asset.file.name, ALLOWED_FORMATS[asset.image_format][1])
+        return original_file_response(self.get_object())
 
     @extend_schema(responses={(200, "image/jpeg"): OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"])

@@ -12,12 +12,19 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from ingestion.forms import UploadForm
 from ingestion.imaging import ALLOWED_FORMATS
-from ingestion.models import ImageAsset
+from ingestion.models import AssetStatus, ImageAsset
 from ingestion.selectors import asset_for_tenant, assets_by_ids, recent_assets, status_counts, tenant_storage_used
 from ingestion.services.upload import UploadOutcome, assets_upload
 from ingestion.uploadhandlers import early_refusals
 from tenants.decorators import tenant_view
 from tenants.models import Membership
+
+# What an image is waiting for, in words, while the upload page watches it.
+STATUS_DETAILS = {
+    AssetStatus.PENDING: "Stored; waiting for the embedder to take it.",
+    AssetStatus.PROCESSING: "Being embedded now.",
+    AssetStatus.READY: "Searchable.",
+}
 
 
 def asset_json(asset: ImageAsset) -> dict[str, Any]:
@@ -28,6 +35,7 @@ def asset_json(asset: ImageAsset) -> dict[str, Any]:
         "status": asset.status,
         "status_label": asset.get_status_display(),
         "failure_reason": asset.failure_reason,
+        "detail": STATUS_DETAILS.get(asset.status, "") or asset.failure_reason,
         "thumbnail_url": reverse("ingestion:thumbnail", args=[slug, asset.id]),
     }
 
@@ -107,6 +115,7 @@ def _report(request: HttpRequest, membership: Membership, outcomes: list[UploadO
                 "filename": o.filename,
                 "error": o.error,
                 "duplicate": o.duplicate,
+                "merged": o.merged,
                 "image": asset_json(o.asset) if o.asset else None,
             }
             for o in outcomes
@@ -116,7 +125,8 @@ def _report(request: HttpRequest, membership: Membership, outcomes: list[UploadO
         if outcome.error:
             messages.error(request, f"{outcome.filename}: refused. {outcome.error}")
         elif outcome.duplicate and outcome.asset:
-            messages.info(request, f"{outcome.filename}: already uploaded as {outcome.asset.original_filename}.")
+            note = f"; {outcome.merged_note}" if outcome.merged else ""
+            messages.info(request, f"{outcome.filename}: already uploaded as {outcome.asset.original_filename}{note}.")
     accepted = sum(1 for o in outcomes if o.asset and not o.duplicate)
     if accepted:
         messages.success(request, f"{accepted} image{'s' if accepted != 1 else ''} uploaded; embedding follows.")
@@ -133,15 +143,25 @@ def asset_status(request: HttpRequest, membership: Membership) -> JsonResponse:
     return JsonResponse({"images": [asset_json(asset) for asset in assets]})
 
 
-def stored_file_response(name: str | None, content_type: str) -> FileResponse:
+def stored_file_response(name: str | None, content_type: str, *, filename: str = "") -> FileResponse:
+    """A stored file; `filename` is the name a browser saves it under (else the storage name)."""
     if not name or not default_storage.exists(name):
         raise Http404("No such image.")
-    response = FileResponse(default_storage.open(name, "rb"), content_type=content_type)
+    response = FileResponse(default_storage.open(name, "rb"), content_type=content_type, filename=filename)
     response["X-Content-Type-Options"] = "nosniff"
     # Should a browser ever render a stored file as a document, nothing in it may run or load.
     response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+def original_file_response(asset: ImageAsset) -> FileResponse:
+    """The original as uploaded, under the name it was uploaded with: FileResponse writes the
+    Content-Disposition header the RFC 6266 way, so quotes, semicolons and non-ASCII names arrive
+    intact (filename*=utf-8'' for the latter) and cannot add parameters of their own."""
+    return stored_file_response(
+        asset.file.name, ALLOWED_FORMATS[asset.image_format][1], filename=asset.original_filename
+    )
 
 
 @require_GET
@@ -154,5 +174,4 @@ def thumbnail(request: HttpRequest, membership: Membership, asset_id: str) -> Fi
 @require_GET
 @tenant_view()
 def original(request: HttpRequest, membership: Membership, asset_id: str) -> FileResponse:
-    asset = asset_for_tenant(membership.tenant, asset_id)
-    return stored_file_response(asset.file.name, ALLOWED_FORMATS[asset.image_format][1])
+    return original_file_response(asset_for_tenant(membership.tenant, asset_id))

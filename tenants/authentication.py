@@ -24,21 +24,22 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             return None
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("The Authorization header must be 'Token <key>' or 'Bearer <key>'.")
+        try:
+            key = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            key = ""
+        found = api_token_authenticate(key) if key else None
+        if found is not None:
+            # A valid key always works: the limit below stops guessing, it does not lock out the
+            # integrations that share an address (a NAT, a proxy) with whoever keeps failing.
+            token, membership = found
+            return token.user, membership
         if ratelimit.is_blocked(SCOPE, request):
             raise exceptions.Throttled(
                 wait=settings.AUTH_FAILURE_WINDOW_SECONDS, detail="Too many invalid tokens from this address."
             )
-        try:
-            key = header[1].decode("ascii")
-        except UnicodeDecodeError:
-            ratelimit.record_failure(SCOPE, request)
-            raise exceptions.AuthenticationFailed("Invalid token.") from None
-        found = api_token_authenticate(key)
-        if found is None:
-            ratelimit.record_failure(SCOPE, request)
-            raise exceptions.AuthenticationFailed("Invalid or revoked token.")
-        token, membership = found
-        return token.user, membership
+        ratelimit.record_failure(SCOPE, request)
+        raise exceptions.AuthenticationFailed("Invalid or revoked token." if key else "Invalid token.")
 
     def authenticate_header(self, request: Request) -> str:
         return 'Token realm="api"'

@@ -28,6 +28,7 @@ def build_test_checkpoint(path: Path = CHECKPOINT) -> Path:
 
 _scratch = Path(tempfile.mkdtemp(prefix="imagesearch-tests-"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ["IMAGESEARCH_ENV_FILE"] = ""  # a developer's .env must not reach the tests
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/imagesearch")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")

@@ -17,12 +17,15 @@ separate processes, and an embedded directory (`CHROMA_PATH`) in the single-proc
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
 import chromadb
@@ -41,6 +44,10 @@ logger = logging.getLogger(__name__)
 class IndexUnavailable(Exception):
     """Chroma cannot be reached right now, or keeps failing in a way known to pass; the operation
     is worth retrying later."""
+
+
+class IndexLocked(IndexUnavailable):
+    """The embedded Chroma directory is held by another process (the running service)."""
 
 
 class TenantScoped(Protocol):
@@ -81,7 +88,38 @@ def _make_client() -> ClientAPI:
             settings=chroma_settings,
         )
     settings.CHROMA_PATH.mkdir(parents=True, exist_ok=True)
+    _hold_embedded_directory(settings.CHROMA_PATH)
     return chromadb.PersistentClient(path=str(settings.CHROMA_PATH), settings=chroma_settings)
+
+
+# The embedded directory serves one process: a second PersistentClient on it (a CLI command beside the
+# running service) desynchronises both, and the server then fails queries ("Error finding id"). The
+# first process to open it holds an exclusive lock until it exits; any other is refused.
+_held: dict[Path, IO[str]] = {}
+
+
+def _hold_embedded_directory(path: Path) -> None:
+    path = path.resolve()
+    if path in _held:
+        return
+    handle = (path / "imagesearch.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise IndexLocked(
+            f"The embedded Chroma directory {path} is in use by {holder} (the service started by `make run`?), "
+            "and it serves one process only. Let the running service do the work (uploads, or `import_images`, "
+            "which hands new images to it), or stop it first; to share the index between processes run a "
+            "Chroma server and set CHROMA_URL."
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()}")
+    handle.flush()
+    _held[path] = handle
 
 
 _active_space: Callable[[], str] | None = None
@@ -113,6 +151,12 @@ def _connected() -> ClientAPI:
         except (httpx.TransportError, ValueError, ConnectionError) as exc:
             raise IndexUnavailable(f"Chroma is unreachable: {exc}") from exc
     return _client
+
+
+def check_available() -> None:
+    """Opens the client now: IndexUnavailable (IndexLocked for an embedded directory another process
+    holds) before a caller spends time on work whose vectors it could not write."""
+    _connected()
 
 
 def _collection(tenant: TenantScoped, space: str | None = None) -> Collection:
@@ -220,6 +264,29 @@ def upsert_vectors(
         embeddings=[list(vector) for vector in embeddings],
         metadatas=tagged,
     )
+
+
+def update_metadata(
+    *,
+    tenant: TenantScoped,
+    space: str | None = None,
+    ids: Sequence[str],
+    metadatas: Sequence[Mapping[str, MetadataValue | None]],
+) -> None:
+    """Changes stored records' metadata, not their vectors. Chroma merges the given keys into the
+    record's; a key given as None is removed. Ids the tenant's collection does not hold are ignored."""
+    if not ids:
+        return
+    if len(ids) != len(metadatas):
+        raise ValueError("ids and metadatas must have the same length.")
+    for metadata in metadatas:
+        if TENANT_KEY in metadata:
+            raise ValueError(f"Metadata may not set {TENANT_KEY!r}; the index sets it.")
+    collection = _collection(tenant, space)
+    held = set(_call("get", collection.get, ids=_unique(ids), where=scoped_where(tenant), include=[])["ids"])
+    rows = [(id_, dict(metadata)) for id_, metadata in zip(ids, metadatas, strict=True) if id_ in held]
+    if rows:
+        _call("update", collection.update, ids=[id_ for id_, _ in rows], metadatas=[m for _, m in rows])
 
 
 def _unique(ids: Sequence[str]) -> list[str]:

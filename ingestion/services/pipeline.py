@@ -33,14 +33,21 @@ class EmbedReport:
     ready: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
+    claimed: int = 0
 
 
 def enqueue_embedding(asset_ids: Sequence[uuid.UUID | str]) -> None:
     """Queues embedding in batches once the current transaction commits. If the broker is down
     the images stay pending, and the periodic sweep queues them again."""
+    ids = [str(asset_id) for asset_id in asset_ids]
+    if settings.EMBED_RUNNER == "thread":
+        from ingestion import background  # it imports this module to run it
+
+        if ids:
+            transaction.on_commit(background.notify)
+        return
     from ingestion.tasks import embed_assets  # the task module imports this one to run it
 
-    ids = [str(asset_id) for asset_id in asset_ids]
     batch = settings.EMBED_BATCH_SIZE
 
     def send() -> None:
@@ -59,17 +66,25 @@ def enqueue_embedding(asset_ids: Sequence[uuid.UUID | str]) -> None:
         transaction.on_commit(send)
 
 
-def _vector_metadata(asset: ImageAsset) -> dict[str, str | int | float | bool]:
+def vector_metadata(asset: ImageAsset) -> dict[str, str | int | float | bool]:
     return image_metadata(category=asset.category, source=asset.source, uploaded_at=asset.created_at, tags=asset.tags)
 
 
 def _claim(asset_ids: Sequence[str]) -> list[ImageAsset]:
+    return _claim_where(id__in=list(asset_ids), status__in=[AssetStatus.PENDING, AssetStatus.PROCESSING])
+
+
+def _claim_where(*, limit: int | None = None, **conditions: Any) -> list[ImageAsset]:
+    """Marks the matching images processing and counts the attempt, in one transaction that skips
+    rows another worker holds; locks the image rows only, never the tenant row an upload may hold."""
     with transaction.atomic():
-        assets = list(
+        rows = (
             ImageAsset.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("tenant")
-            .filter(id__in=asset_ids, status__in=[AssetStatus.PENDING, AssetStatus.PROCESSING])
+            .filter(**conditions)
+            .order_by("attempts", "created_at")
         )
+        assets = list(rows[:limit] if limit else rows)
         ImageAsset.objects.filter(id__in=[a.id for a in assets]).update(
             status=AssetStatus.PROCESSING, attempts=F("attempts") + 1, updated_at=timezone.now()
         )
@@ -77,6 +92,26 @@ def _claim(asset_ids: Sequence[str]) -> list[ImageAsset]:
         asset.attempts += 1
         asset.status = AssetStatus.PROCESSING
     return assets
+
+
+def _claim_next_batch(limit: int) -> list[ImageAsset]:
+    """The oldest pending images of any tenant, up to `limit`. An image that was attempted before
+    (its process died with it) is claimed alone, so a poison image cannot take a batch down again."""
+    assets = _claim_where(limit=limit, status=AssetStatus.PENDING)
+    suspects = [a for a in assets if a.attempts > 1]
+    if suspects and len(assets) > 1:
+        _release([a.id for a in assets if a is not suspects[0]])
+        return [suspects[0]]
+    return assets
+
+
+def assets_requeue_interrupted() -> int:
+    """Puts every image left processing back in pending, its attempt still counted: for a process
+    that is the only embedder (the single-process default) at its start, when any image still
+    processing was being embedded by a run that ended."""
+    return ImageAsset.objects.filter(status=AssetStatus.PROCESSING).update(
+        status=AssetStatus.PENDING, updated_at=timezone.now()
+    )
 
 
 def _fail(asset: ImageAsset, reason: str) -> None:
@@ -100,6 +135,7 @@ def assets_embed(*, asset_ids: Sequence[str]) -> EmbedReport:
     back the others; after EMBED_MAX_ATTEMPTS it is marked failed. Raises IndexUnavailable,
     with the claimed images back in pending, when Chroma cannot be reached.
     """
+    get_embedder()  # weights that cannot be loaded leave every image pending, unclaimed
     report = EmbedReport()
     assets = _claim(asset_ids)
     if len(assets) > 1:
@@ -110,6 +146,24 @@ def assets_embed(*, asset_ids: Sequence[str]) -> EmbedReport:
                 enqueue_embedding([suspect.id])
             report.deferred = [str(a.id) for a in suspects]
             assets = [a for a in assets if a.attempts == 1]
+    _embed_claimed(assets, report)
+    return report
+
+
+def assets_embed_next_batch(*, limit: int | None = None) -> EmbedReport:
+    """Claims the oldest pending images of any tenant (up to a forward batch) and embeds them: how
+    the background embedder of the single-process default, and a command with no worker beside it,
+    take their work. `report.claimed` is 0 when nothing was pending."""
+    index.check_available()  # before the claim: an index out of reach, or weights that cannot be
+    embedder = get_embedder()  # loaded, claim nothing
+    report = EmbedReport()
+    assets = _claim_next_batch(limit or embedder.batch_size)
+    report.claimed = len(assets)
+    _embed_claimed(assets, report)
+    return report
+
+
+def _embed_claimed(assets: Sequence[ImageAsset], report: EmbedReport) -> None:
     candidates = []
     for asset in assets:
         if asset.attempts > settings.EMBED_MAX_ATTEMPTS:
@@ -118,7 +172,7 @@ def assets_embed(*, asset_ids: Sequence[str]) -> EmbedReport:
         else:
             candidates.append(asset)
     if not candidates:
-        return report
+        return
 
     by_tenant: dict[int, list[tuple[ImageAsset, list[float]]]] = defaultdict(list)
     work: list[ImageAsset] = []
@@ -126,14 +180,14 @@ def assets_embed(*, asset_ids: Sequence[str]) -> EmbedReport:
         work.append(asset)
         by_tenant[asset.tenant_id].append((asset, vector))
     if not work:
-        return report
+        return
     try:
         for rows in by_tenant.values():
             index.upsert_vectors(
                 tenant=rows[0][0].tenant,
                 ids=[str(asset.id) for asset, _ in rows],
                 embeddings=[vector for _, vector in rows],
-                metadatas=[_vector_metadata(asset) for asset, _ in rows],
+                metadatas=[vector_metadata(asset) for asset, _ in rows],
             )
     except index.IndexUnavailable:
         _release([asset.id for asset in work])
@@ -143,7 +197,6 @@ def assets_embed(*, asset_ids: Sequence[str]) -> EmbedReport:
         status=AssetStatus.READY, failure_reason="", embedded_at=timezone.now(), updated_at=timezone.now()
     )
     report.ready.extend(str(i) for i in ready_ids)
-    return report
 
 
 def _embed_stored_images(assets: Sequence[ImageAsset], report: EmbedReport) -> Iterator[tuple[ImageAsset, list[float]]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO
 
 from django.contrib.auth.models import User
@@ -15,11 +15,12 @@ from django.db import IntegrityError, transaction
 from django.template.defaultfilters import filesizeformat
 
 from ingestion.imaging import make_thumbnail, without_metadata
-from ingestion.models import ImageAsset, parse_tags
+from ingestion.models import MAX_TAGS, AssetStatus, ImageAsset, parse_tags
 from ingestion.selectors import tenant_storage_used
-from ingestion.services.pipeline import enqueue_embedding
+from ingestion.services.pipeline import enqueue_embedding, vector_metadata
 from ingestion.validation import ValidatedImage, validate_image
 from tenants.models import Tenant
+from vectors import index
 
 
 class QuotaExceeded(ValidationError):
@@ -32,6 +33,12 @@ class UploadOutcome:
     asset: ImageAsset | None = None
     error: str | None = None
     duplicate: bool = False
+    # For a duplicate: what this upload added to the image already there ("tags", "category", "source").
+    merged: list[str] = field(default_factory=list)
+
+    @property
+    def merged_note(self) -> str:
+        return f"added its {' and '.join(self.merged)} to the image already there" if self.merged else ""
 
 
 def display_filename(name: str) -> str:
@@ -117,6 +124,29 @@ def asset_create(
     return asset, True
 
 
+def asset_merge_metadata(*, asset: ImageAsset, category: str, source: str, tags: Sequence[str]) -> list[str]:
+    """The same picture sent again with more to say: its tags join the image's (up to the maximum) and
+    its category and source fill the image's empty ones; nothing is overwritten. The index gets the
+    new metadata at once when the image is searchable (no re-embedding). Returns what changed."""
+    changed = []
+    merged_tags = list(dict.fromkeys([*asset.tags, *parse_tags(tags)]))[:MAX_TAGS]
+    if merged_tags != asset.tags:
+        asset.set_tags(merged_tags)
+        changed.append("tags")
+    for name, value in (("category", category.strip()), ("source", source.strip())):
+        if value and not getattr(asset, name):
+            setattr(asset, name, value)
+            changed.append(name)
+    if not changed:
+        return []
+    asset.full_clean()
+    with transaction.atomic():
+        asset.save(update_fields=["tags", "tag_index", "category", "source", "updated_at"])
+        if asset.status == AssetStatus.READY:
+            index.update_metadata(tenant=asset.tenant, ids=[str(asset.id)], metadatas=[vector_metadata(asset)])
+    return changed
+
+
 def assets_upload(
     *,
     tenant: Tenant,
@@ -147,7 +177,8 @@ def assets_upload(
         except ValidationError as exc:
             outcomes.append(UploadOutcome(filename=name, error=" ".join(exc.messages)))
             continue
-        outcomes.append(UploadOutcome(filename=name, asset=asset, duplicate=not created))
+        merged = [] if created else asset_merge_metadata(asset=asset, category=category, source=source, tags=tags)
+        outcomes.append(UploadOutcome(filename=name, asset=asset, duplicate=not created, merged=merged))
     new_ids = [o.asset.id for o in outcomes if o.asset is not None and not o.duplicate]
     enqueue_embedding(new_ids)
     # In the in-process mode the images are embedded by now; report their state as it is.

@@ -6,12 +6,14 @@ checkpoint (same preprocessing, same normalisation), computed in batches instead
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
+import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -124,17 +126,19 @@ class ClipEmbedder:
             raise EmbeddingModelUnavailable(f"CLIP_MODEL={spec.name!r} is not an OpenCLIP model name; try 'ViT-B-32'.")
         self.model_key = model_key(spec)
         try:
-            if spec.uses_random_weights:
-                torch.manual_seed(spec.seed)
-                model, _, preprocess = open_clip.create_model_and_transforms(spec.name, pretrained=None)
-            else:
-                model, _, preprocess = open_clip.create_model_and_transforms(spec.name, pretrained=spec.pretrained)
+            with _quiet_download_logs():
+                if spec.uses_random_weights:
+                    torch.manual_seed(spec.seed)
+                    model, _, preprocess = open_clip.create_model_and_transforms(spec.name, pretrained=None)
+                else:
+                    model, _, preprocess = open_clip.create_model_and_transforms(spec.name, pretrained=spec.pretrained)
         except Exception as exc:  # open_clip raises RuntimeError, OSError, HTTP errors...
+            reason = " ".join(str(exc).split())
             raise EmbeddingModelUnavailable(
-                f"Could not load the weights CLIP_PRETRAINED={spec.pretrained!r} for CLIP_MODEL={spec.name!r}: "
-                f"{exc}. Allow the download (Hugging Face) on first run, or set CLIP_PRETRAINED to the path of "
-                f"a local checkpoint file, or set CLIP_PRETRAINED={RANDOM_WEIGHTS} for untrained weights whose "
-                "results mean nothing."
+                f"Could not load the weights CLIP_PRETRAINED={spec.pretrained!r} for CLIP_MODEL={spec.name!r} "
+                f"({reason[:300]}{'…' if len(reason) > 300 else ''}). Allow the download from Hugging Face on first "
+                f"run, or set CLIP_PRETRAINED to the path of a local checkpoint file, or set "
+                f"CLIP_PRETRAINED={RANDOM_WEIGHTS} for untrained weights whose results mean nothing."
             ) from exc
         if "image" not in towers:
             model.visual = torch.nn.Identity()  # frees the image tower's weights
@@ -234,6 +238,28 @@ class ClipEmbedder:
             features = encoder(batch).float()
             features = features / features.norm(dim=-1, keepdim=True)
         return features.cpu().tolist()  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def _quiet_download_logs() -> Iterator[None]:
+    """Hugging Face's client logs every retry of a failed download (dozens of lines without a
+    network) and open_clip narrates each step; a failure is reported once, by the caller."""
+    names = ("huggingface_hub", "open_clip", "urllib3", "httpx", "filelock")
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    root = logging.getLogger()
+    root.addFilter(_drop_open_clip_records)  # open_clip logs through the root logger itself
+    try:
+        yield
+    finally:
+        root.removeFilter(_drop_open_clip_records)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _drop_open_clip_records(record: logging.LogRecord) -> bool:
+    return f"{os.sep}open_clip{os.sep}" not in record.pathname
 
 
 def cpu_has_native_bf16() -> bool:

@@ -12,10 +12,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from ingestion.forms import UploadForm
-from ingestion.models import ImageAsset
+from ingestion.models import AssetStatus, ImageAsset
+from ingestion.services.pipeline import assets_embed_next_batch
+from ingestion.services.requeue import assets_requeue
 from ingestion.services.upload import assets_upload
 from ingestion.validation import sha256_of
 from tenants.models import Tenant
+from vectors.embedding import EmbeddingModelUnavailable
+from vectors.index import IndexLocked, IndexUnavailable
 
 
 class Command(BaseCommand):
@@ -61,7 +65,7 @@ class Command(BaseCommand):
             raise CommandError(
                 "; ".join(f"--{field}: {' '.join(str(e) for e in errors)}" for field, errors in form.errors.items())
             )
-        imported, skipped, refused = 0, 0, []
+        imported, skipped, refused, unfinished = 0, 0, [], []
         progress = tqdm(
             total=len(files), unit="file", desc="Importing", disable=options.get("verbosity", 1) == 0, file=sys.stderr
         )
@@ -72,14 +76,16 @@ class Command(BaseCommand):
                 for file_path in chunk:
                     try:
                         handle = stack.enter_context(file_path.open("rb"))
-                        already = ImageAsset.objects.for_tenant(target).filter(sha256=sha256_of(handle)).exists()
+                        known = ImageAsset.objects.for_tenant(target).filter(sha256=sha256_of(handle)).first()
                     except OSError as exc:
                         refused.append((file_path, f"cannot be read: {exc.strerror or exc}"))
                         continue
-                    if already:
-                        skipped += 1
-                    else:
+                    if known is None:
                         handles.append((file_path, File(handle, name=file_path.name)))
+                    elif known.status == AssetStatus.READY:
+                        skipped += 1
+                    else:  # stored before, but not searchable yet: give it another go
+                        unfinished.append(known)
                 outcomes = assets_upload(
                     tenant=target,
                     uploaded_by=uploader,
@@ -97,9 +103,34 @@ class Command(BaseCommand):
                     imported += 1
             progress.update(len(chunk))
             progress.set_postfix(new=imported, skipped=skipped, refused=len(refused))
+        progress.close()
+        requeued = assets_requeue(assets=unfinished)
         self.stdout.write(
             self.style.SUCCESS(f"Imported {imported} images into {target.slug}")
-            + f"; skipped {skipped} already indexed; refused {len(refused)}."
+            + f"; skipped {skipped} already indexed; queued {requeued} again that were not searchable yet; "
+            f"refused {len(refused)}."
         )
         for file_path, reason in refused:
             self.stdout.write(self.style.WARNING(f"  refused {file_path}: {reason}"))
+        if settings.EMBED_RUNNER == "thread" and (imported or requeued):
+            self._embed_or_hand_over(verbosity=options.get("verbosity", 1))
+
+    def _embed_or_hand_over(self, *, verbosity: int) -> None:
+        """In the single-process default the running service embeds what this command stored; with no
+        service running, this command embeds the images itself (it may then open the index)."""
+        pending = ImageAsset.objects.filter(status=AssetStatus.PENDING).count()
+        bar = tqdm(total=pending, unit="image", desc="Embedding", disable=verbosity == 0, file=sys.stderr)
+        try:
+            while claimed := assets_embed_next_batch().claimed:
+                bar.update(claimed)
+        except IndexLocked:
+            bar.close()
+            self.stdout.write(
+                "The running service embeds the new images in the background; its pages show their progress."
+            )
+            return
+        except (EmbeddingModelUnavailable, IndexUnavailable) as exc:
+            bar.close()
+            raise CommandError(f"The images are stored and stay pending until this is fixed: {exc}") from exc
+        bar.close()
+        self.stdout.write(self.style.SUCCESS("Embedded: the images are searchable."))
