@@ -11,8 +11,11 @@ import sys
 import httpx
 import pytest
 
+from tests.factories import image_bytes
 from tests.support.processes import answers, free_port, wait_until
 from tests.testenv import ROOT, SAMPLES
+
+pytestmark = pytest.mark.slow  # five processes that each load the model, one of them a server
 
 
 @pytest.fixture
@@ -20,7 +23,8 @@ def embedded_env(tmp_path):
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "REDIS_URL", "CHROMA_URL", "TASKS_IN_PROCESS", "DATA_DIR", "MEDIA_ROOT"}
+        if k
+        not in {"DATABASE_URL", "REDIS_URL", "CHROMA_URL", "TASKS_IN_PROCESS", "EMBED_RUNNER", "DATA_DIR", "MEDIA_ROOT"}
     }
     env["DATA_DIR"] = str(tmp_path / "var")
     return env
@@ -73,6 +77,34 @@ def test_the_embedded_default_imports_embeds_and_serves(embedded_env, tmp_path):
             )
             assert page.url.path == "/t/demo/"
             assert "3</strong>ready" in page.text.replace("\n", "")
+
+        # The README's next steps while the service runs: a restart of `make run` keeps the login, and
+        # importing a folder hands the new images to the running service, which embeds them; searching
+        # them (by text with filters, and more like this) answers, never a 500.
+        assert f"log in as {username} / {password}" in manage(embedded_env, "bootstrap_demo")
+        key = manage(embedded_env, "create_api_token", "--tenant", "demo", "--user", username).strip().splitlines()[-1]
+        folder = tmp_path / "more"
+        folder.mkdir()
+        for i, colour in enumerate([(20, 200, 40), (30, 40, 220)]):
+            (folder / f"new-{i}.png").write_bytes(image_bytes("PNG", (96, 64), colour))
+        handed = manage(embedded_env, "import_images", str(folder), "--tenant", "demo", "--category", "imported")
+        assert "Imported 2 images into demo" in handed
+        assert "The running service embeds the new images" in handed
+        with httpx.Client(base_url=base, headers={"Authorization": f"Token {key}"}) as client:
+
+            def imported_ready() -> bool:
+                listed = client.get("/api/v1/images/", params={"category": "imported", "status": "ready"})
+                return listed.status_code == 200 and listed.json()["count"] == 2
+
+            wait_until(imported_ready, 60, "the running service embedding the imported images", processes=[server])
+            found = client.get("/api/v1/search/", params={"q": "a green picture", "category": "imported"})
+            assert found.status_code == 200
+            ids = [hit["id"] for hit in found.json()["results"]]
+            assert len(ids) == 2
+            similar = client.get(f"/api/v1/images/{ids[0]}/similar/", params={"category": "imported"})
+            assert similar.status_code == 200
+            assert [hit["id"] for hit in similar.json()["results"]] == [ids[1]]
+            assert client.get("/api/v1/search/", params={"q": "a dog"}).json()["count"] == 5
     finally:
         server.terminate()
         server.wait(10)
