@@ -133,8 +133,15 @@ def sample() -> Callable[[str], SimpleUploadedFile]:
 # --- the full local stack: a Chroma server and a Celery worker process ---------------------------
 
 
+def refuse_in_fast_tier(request, what: str) -> None:
+    """The fast tier starts no server process: a test that reaches one there is missing its marker."""
+    if request.config.getoption("fast"):
+        pytest.fail(f"the fast tier starts no {what}: mark the test that needs it `stack`")
+
+
 @pytest.fixture(scope="session")
-def chroma_server(tmp_path_factory) -> Iterator[ChromaServer]:
+def chroma_server(request, tmp_path_factory) -> Iterator[ChromaServer]:
+    refuse_in_fast_tier(request, "Chroma server")
     server = ChromaServer(tmp_path_factory.mktemp("chroma-server"), log=OUTPUT / "chroma-server.log")
     server.start()
     yield server

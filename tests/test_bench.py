@@ -7,7 +7,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.testenv import ROOT
+
+pytestmark = pytest.mark.bench
 
 
 def run(*args: str) -> str:

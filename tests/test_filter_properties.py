@@ -30,7 +30,7 @@ from tests.conftest import keyed_client
 from tests.two_tenants import PICTURES, Seeded, leaked, picture_bytes, seed_two_tenants
 from vectors import index
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]  # hypothesis: 20 s on 2 cores
 
 # The seeded tenants are read, never written, by every example.
 PROPERTY = settings(

@@ -20,7 +20,7 @@ from schemathesis import checks
 
 from tests.two_tenants import PICTURES, Seeded, picture_bytes, seed_tenant
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]  # a fuzzer: 40 s on 2 cores
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import web_side, worker_env
+from tests.conftest import refuse_in_fast_tier, web_side, worker_env
 from tests.faults.harness import (
     LOGS,
     MAX_ATTEMPTS,
@@ -23,7 +23,8 @@ from tests.testenv import OUTPUT
 
 
 @pytest.fixture(scope="package")
-def fault_stack(django_db_setup, tmp_path_factory) -> Iterator[FaultStack]:
+def fault_stack(request, django_db_setup, tmp_path_factory) -> Iterator[FaultStack]:
+    refuse_in_fast_tier(request, "fault stack")
     OUTPUT.mkdir(parents=True, exist_ok=True)
     for log in LOGS:
         (OUTPUT / log).unlink(missing_ok=True)

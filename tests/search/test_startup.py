@@ -6,7 +6,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.testenv import ROOT
+
+pytestmark = pytest.mark.slow  # a worker process and manage.py, each importing the model's stack
 
 VENV_BIN = os.path.dirname(sys.executable)
 

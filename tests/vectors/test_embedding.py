@@ -98,6 +98,7 @@ def test_every_precision_gives_the_fp32_vectors_within_rounding(chroma_function,
         assert cosine(mine, theirs) >= 0.999
 
 
+@pytest.mark.slow  # two models built and compared layer by layer: 11 s on 2 cores
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_the_cpu_tower_is_rearranged_and_gives_the_plain_models_numbers(precision):
     import open_clip

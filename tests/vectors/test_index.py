@@ -23,7 +23,7 @@ def _own_vector_space(settings):
     settings.CLIP_RANDOM_SEED = 3
 
 
-@pytest.fixture(params=["embedded", "server"])
+@pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.stack)])
 def backend(request, settings):
     if request.param == "server":
         settings.CHROMA_URL = request.getfixturevalue("chroma_server").url
