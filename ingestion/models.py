@@ -76,6 +76,9 @@ class ImageAsset(models.Model):
     status = models.CharField(max_length=16, choices=AssetStatus.choices, default=AssetStatus.PENDING)
     failure_reason = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # The embedding task that claimed the image while it is processing: that task, delivered again
+    # after its worker died, claims it back; another task leaves it alone unless it went stale.
+    claim_token = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     embedded_at = models.DateTimeField(null=True, blank=True)

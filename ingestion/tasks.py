@@ -20,7 +20,7 @@ from vectors.index import IndexUnavailable
 )
 def embed_assets(self: Any, asset_ids: list[str]) -> dict[str, int]:
     try:
-        report = assets_embed(asset_ids=asset_ids)
+        report = assets_embed(asset_ids=asset_ids, claim_token=self.request.id or "")
     except IndexUnavailable as exc:
         # 2, 4, 8 ... seconds, capped at 5 minutes; images stay pending meanwhile, nothing is lost.
         raise self.retry(exc=exc, countdown=min(2 ** (self.request.retries + 1), 300)) from exc

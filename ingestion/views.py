@@ -20,7 +20,7 @@ from tenants.decorators import tenant_view
 from tenants.models import Membership
 
 # What an image is waiting for, in words, while the upload page watches it.
-STATUS_DETAILS = {
+STATUS_DETAILS: dict[str, str] = {
     AssetStatus.PENDING: "Stored; waiting for the embedder to take it.",
     AssetStatus.PROCESSING: "Being embedded now.",
     AssetStatus.READY: "Searchable.",

@@ -17,6 +17,7 @@ from ingestion.validation import validate_image
 from tenants.models import Tenant
 from vectors import index
 from vectors.embedding import get_embedder
+from vectors.index import Vector
 
 MAX_QUERY_LENGTH = 1000
 NO_FILTERS = MetadataFilters()
@@ -62,7 +63,7 @@ def _results(
 
 def _query(
     tenant: Tenant,
-    vector: Sequence[float],
+    vector: Vector,
     *,
     limit: int,
     filters: MetadataFilters,

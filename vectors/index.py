@@ -30,6 +30,8 @@ from urllib.parse import urlsplit
 
 import chromadb
 import httpx
+import numpy as np
+import numpy.typing as npt
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
@@ -39,6 +41,10 @@ from django.conf import settings
 from vectors.layout import TENANT_KEY, MetadataValue, Where
 
 logger = logging.getLogger(__name__)
+
+# Vectors travel as float32 arrays: one per row of a Vectors matrix.
+Vector = npt.NDArray[np.float32]
+Vectors = npt.NDArray[np.float32]
 
 
 class IndexUnavailable(Exception):
@@ -244,7 +250,7 @@ def upsert_vectors(
     tenant: TenantScoped,
     space: str | None = None,
     ids: Sequence[str],
-    embeddings: Sequence[Sequence[float]],
+    embeddings: Vectors | Sequence[Sequence[float]],
     metadatas: Sequence[Mapping[str, MetadataValue]],
 ) -> None:
     if not ids:
@@ -261,7 +267,7 @@ def upsert_vectors(
         "upsert",
         _collection(tenant, space).upsert,
         ids=list(ids),
-        embeddings=[list(vector) for vector in embeddings],
+        embeddings=np.asarray(embeddings, dtype=np.float32),
         metadatas=tagged,
     )
 
@@ -308,14 +314,14 @@ def delete_tenant_vectors(*, tenant: TenantScoped, space: str | None = None) -> 
         _call("delete_collection", lambda: _connected().delete_collection(name))
 
 
-def fetch_vectors(*, tenant: TenantScoped, space: str | None = None, ids: Sequence[str]) -> dict[str, list[float]]:
+def fetch_vectors(*, tenant: TenantScoped, space: str | None = None, ids: Sequence[str]) -> dict[str, Vector]:
     if not ids:
         return {}
     result = _call(
         "get", _collection(tenant, space).get, ids=_unique(ids), where=scoped_where(tenant), include=["embeddings"]
     )
     embeddings = result["embeddings"] if result["embeddings"] is not None else []
-    return {id_: [float(x) for x in vector] for id_, vector in zip(result["ids"], embeddings, strict=True)}
+    return {id_: np.asarray(vector, dtype=np.float32) for id_, vector in zip(result["ids"], embeddings, strict=True)}
 
 
 def fetch_metadata(
@@ -337,7 +343,7 @@ def query_vectors(
     *,
     tenant: TenantScoped,
     space: str | None = None,
-    embedding: Sequence[float],
+    embedding: Vector | Sequence[float],
     limit: int,
     where: Where | None = None,
 ) -> list[Hit]:
@@ -352,7 +358,7 @@ def query_vectors(
     result = _call(
         "query",
         collection.query,
-        query_embeddings=[list(embedding)],
+        query_embeddings=np.asarray(embedding, dtype=np.float32).reshape(1, -1),
         n_results=limit,
         include=["distances", "metadatas"],
         **options,

@@ -12,10 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from PIL import Image
 
@@ -23,6 +24,7 @@ from ingestion.imaging import load_rgb
 from ingestion.models import AssetStatus, ImageAsset
 from vectors import index
 from vectors.embedding import get_embedder
+from vectors.index import Vector
 from vectors.layout import image_metadata
 
 logger = logging.getLogger(__name__)
@@ -70,34 +72,48 @@ def vector_metadata(asset: ImageAsset) -> dict[str, str | int | float | bool]:
     return image_metadata(category=asset.category, source=asset.source, uploaded_at=asset.created_at, tags=asset.tags)
 
 
-def _claim(asset_ids: Sequence[str]) -> list[ImageAsset]:
-    return _claim_where(id__in=list(asset_ids), status__in=[AssetStatus.PENDING, AssetStatus.PROCESSING])
-
-
-def _claim_where(*, limit: int | None = None, **conditions: Any) -> list[ImageAsset]:
-    """Marks the matching images processing and counts the attempt, in one transaction that skips
-    rows another worker holds; locks the image rows only, never the tenant row an upload may hold."""
+def _claim(asset_ids: Sequence[str], *, token: str, top_up_to: int) -> list[ImageAsset]:
+    """One claim per batch: the task's own pending images, the images this same task claimed before
+    its worker died (it is delivered again with the same id), and then the oldest other pending
+    images that were never attempted, up to `top_up_to`, so that single uploads still ride full
+    batches. Their own tasks, when they run, find them taken and claim nothing."""
+    mine = Q(id__in=list(asset_ids), status=AssetStatus.PENDING)
+    if token:
+        mine |= Q(status=AssetStatus.PROCESSING, claim_token=token)
     with transaction.atomic():
-        rows = (
-            ImageAsset.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("tenant")
-            .filter(**conditions)
-            .order_by("attempts", "created_at")
-        )
-        assets = list(rows[:limit] if limit else rows)
-        ImageAsset.objects.filter(id__in=[a.id for a in assets]).update(
-            status=AssetStatus.PROCESSING, attempts=F("attempts") + 1, updated_at=timezone.now()
-        )
+        assets = list(_lockable().filter(mine))
+        if top_up_to > len(assets):
+            others = _lockable().filter(status=AssetStatus.PENDING, attempts=0).exclude(id__in=[a.id for a in assets])
+            assets += list(others[: top_up_to - len(assets)])
+        _mark_processing(assets, token)
+    return assets
+
+
+def _lockable() -> Any:
+    """Image rows to claim: rows another worker is claiming are skipped, and only the image rows are
+    locked, never the tenant row an upload may be holding."""
+    return (
+        ImageAsset.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("tenant")
+        .order_by("attempts", "created_at")
+    )
+
+
+def _mark_processing(assets: list[ImageAsset], token: str) -> None:
+    ImageAsset.objects.filter(id__in=[a.id for a in assets]).update(
+        status=AssetStatus.PROCESSING, attempts=F("attempts") + 1, claim_token=token, updated_at=timezone.now()
+    )
     for asset in assets:
         asset.attempts += 1
         asset.status = AssetStatus.PROCESSING
-    return assets
 
 
 def _claim_next_batch(limit: int) -> list[ImageAsset]:
     """The oldest pending images of any tenant, up to `limit`. An image that was attempted before
     (its process died with it) is claimed alone, so a poison image cannot take a batch down again."""
-    assets = _claim_where(limit=limit, status=AssetStatus.PENDING)
+    with transaction.atomic():
+        assets = list(_lockable().filter(status=AssetStatus.PENDING)[:limit])
+        _mark_processing(assets, "")
     suspects = [a for a in assets if a.attempts > 1]
     if suspects and len(assets) > 1:
         _release([a.id for a in assets if a is not suspects[0]])
@@ -110,7 +126,7 @@ def assets_requeue_interrupted() -> int:
     that is the only embedder (the single-process default) at its start, when any image still
     processing was being embedded by a run that ended."""
     return ImageAsset.objects.filter(status=AssetStatus.PROCESSING).update(
-        status=AssetStatus.PENDING, updated_at=timezone.now()
+        status=AssetStatus.PENDING, claim_token="", updated_at=timezone.now()
     )
 
 
@@ -123,21 +139,23 @@ def _fail(asset: ImageAsset, reason: str) -> None:
 def _release(asset_ids: Sequence[uuid.UUID]) -> None:
     """Puts claimed images back in pending without counting the attempt against them."""
     ImageAsset.objects.filter(id__in=asset_ids, status=AssetStatus.PROCESSING).update(
-        status=AssetStatus.PENDING, attempts=F("attempts") - 1, updated_at=timezone.now()
+        status=AssetStatus.PENDING, attempts=F("attempts") - 1, claim_token="", updated_at=timezone.now()
     )
 
 
-def assets_embed(*, asset_ids: Sequence[str]) -> EmbedReport:
-    """Embeds the given images in batches and upserts their vectors; idempotent.
+def assets_embed(*, asset_ids: Sequence[str], claim_token: str = "", top_up: bool = True) -> EmbedReport:
+    """Embeds the given images, topped up with other pending ones to a full forward batch, and
+    upserts their vectors, one write per tenant; idempotent. `claim_token` is the task's id.
 
     Images already ready or failed are left alone. An image whose earlier attempt never finished
     (the worker died) is split off into a batch of its own, so one poison image cannot hold
     back the others; after EMBED_MAX_ATTEMPTS it is marked failed. Raises IndexUnavailable,
     with the claimed images back in pending, when Chroma cannot be reached.
     """
-    get_embedder()  # weights that cannot be loaded leave every image pending, unclaimed
+    embedder = get_embedder()  # weights that cannot be loaded leave every image pending, unclaimed
     report = EmbedReport()
-    assets = _claim(asset_ids)
+    assets = _claim(asset_ids, token=claim_token, top_up_to=embedder.batch_size if top_up else 0)
+    report.claimed = len(assets)
     if len(assets) > 1:
         suspects = [a for a in assets if a.attempts > 1]
         if suspects:
@@ -174,7 +192,7 @@ def _embed_claimed(assets: Sequence[ImageAsset], report: EmbedReport) -> None:
     if not candidates:
         return
 
-    by_tenant: dict[int, list[tuple[ImageAsset, list[float]]]] = defaultdict(list)
+    by_tenant: dict[int, list[tuple[ImageAsset, Vector]]] = defaultdict(list)
     work: list[ImageAsset] = []
     for asset, vector in _embed_stored_images(candidates, report):
         work.append(asset)
@@ -186,7 +204,7 @@ def _embed_claimed(assets: Sequence[ImageAsset], report: EmbedReport) -> None:
             index.upsert_vectors(
                 tenant=rows[0][0].tenant,
                 ids=[str(asset.id) for asset, _ in rows],
-                embeddings=[vector for _, vector in rows],
+                embeddings=np.stack([vector for _, vector in rows]),
                 metadatas=[vector_metadata(asset) for asset, _ in rows],
             )
     except index.IndexUnavailable:
@@ -199,7 +217,7 @@ def _embed_claimed(assets: Sequence[ImageAsset], report: EmbedReport) -> None:
     report.ready.extend(str(i) for i in ready_ids)
 
 
-def _embed_stored_images(assets: Sequence[ImageAsset], report: EmbedReport) -> Iterator[tuple[ImageAsset, list[float]]]:
+def _embed_stored_images(assets: Sequence[ImageAsset], report: EmbedReport) -> Iterator[tuple[ImageAsset, Vector]]:
     """Decodes and preprocesses in a thread pool that runs ahead of the forward passes (decoding
     releases the GIL), so the model is never left waiting for JPEGs. A file that cannot be decoded
     fails alone."""

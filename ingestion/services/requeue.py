@@ -22,20 +22,22 @@ def assets_reembed(*, assets: Iterable[ImageAsset]) -> int:
     """Queues images again whatever their state, e.g. ready ones whose vector went missing."""
     ids = [asset.id for asset in assets]
     ImageAsset.objects.filter(id__in=ids).update(
-        status=AssetStatus.PENDING, attempts=0, failure_reason="", updated_at=timezone.now()
+        status=AssetStatus.PENDING, attempts=0, failure_reason="", claim_token="", updated_at=timezone.now()
     )
     enqueue_embedding(ids)
     return len(ids)
 
 
 def assets_requeue_stale() -> int:
-    """Queues again the images left pending or processing for too long (broker down, worker lost)."""
+    """Queues again the images left pending or processing for too long (broker down, worker lost).
+    Processing ones go back to pending, their attempt still counted: the task that claimed them is
+    gone, and a poison image must still reach EMBED_MAX_ATTEMPTS."""
     cutoff = timezone.now() - timedelta(seconds=settings.EMBED_STALE_AFTER_SECONDS)
     ids = list(
         ImageAsset.objects.filter(
             status__in=[AssetStatus.PENDING, AssetStatus.PROCESSING], updated_at__lt=cutoff
         ).values_list("id", flat=True)
     )
-    ImageAsset.objects.filter(id__in=ids).update(updated_at=timezone.now())
+    ImageAsset.objects.filter(id__in=ids).update(status=AssetStatus.PENDING, claim_token="", updated_at=timezone.now())
     enqueue_embedding(ids)
     return len(ids)

@@ -28,13 +28,12 @@ def queued(settings, acme, bob):
         from config.celery import app
 
         app.conf.task_always_eager = True
-        assets = []
-        for color in colors:
-            [asset] = upload(acme, bob, color)
+        # Uploaded first, then all put back: an upload's task tops its batch up with pending images.
+        assets = [upload(acme, bob, color)[0] for color in colors]
+        for asset in assets:
             ImageAsset.objects.filter(id=asset.id).update(status=AssetStatus.PENDING, embedded_at=None, attempts=0)
             index.delete_vectors(tenant=acme, ids=[str(asset.id)])
             asset.refresh_from_db()
-            assets.append(asset)
         return assets
 
     return make
@@ -63,8 +62,10 @@ def test_ready_images_are_not_embedded_again(acme, queued):
 
 def test_an_image_that_kept_crashing_its_worker_ends_failed(acme, queued, settings):
     [asset] = queued((4, 4, 4))
-    ImageAsset.objects.filter(id=asset.id).update(status=AssetStatus.PROCESSING, attempts=settings.EMBED_MAX_ATTEMPTS)
-    assets_embed(asset_ids=[str(asset.id)])
+    ImageAsset.objects.filter(id=asset.id).update(
+        status=AssetStatus.PROCESSING, attempts=settings.EMBED_MAX_ATTEMPTS, claim_token="task-1"
+    )
+    assets_embed(asset_ids=[str(asset.id)], claim_token="task-1")  # its task, delivered again
     asset.refresh_from_db()
     assert asset.status == AssetStatus.FAILED
     assert f"Gave up after {settings.EMBED_MAX_ATTEMPTS} attempts" in asset.failure_reason
@@ -72,8 +73,8 @@ def test_an_image_that_kept_crashing_its_worker_ends_failed(acme, queued, settin
 
 def test_a_suspect_image_is_split_off_so_it_cannot_hold_back_its_batch(acme, queued):
     fresh, suspect = queued((5, 5, 5), (6, 6, 6))
-    ImageAsset.objects.filter(id=suspect.id).update(status=AssetStatus.PROCESSING, attempts=1)
-    report = assets_embed(asset_ids=[str(fresh.id), str(suspect.id)])
+    ImageAsset.objects.filter(id=suspect.id).update(status=AssetStatus.PROCESSING, attempts=1, claim_token="task-1")
+    report = assets_embed(asset_ids=[str(fresh.id), str(suspect.id)], claim_token="task-1")
     assert report.deferred == [str(suspect.id)]
     assert str(fresh.id) in report.ready
     suspect.refresh_from_db()

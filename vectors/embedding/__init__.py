@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RANDOM_WEIGHTS = "random"
+# Embeddings travel as float32 arrays, one row per image or text.
+Vectors = npt.NDArray[np.float32]
 
 
 class EmbeddingModelUnavailable(ImproperlyConfigured):
@@ -182,21 +186,22 @@ class ClipEmbedder:
         """OpenCLIP's own transform (resize, centre crop, normalise): thread-safe, run it ahead."""
         return self._preprocess(image)
 
-    def embed_images(self, images: Sequence[Image]) -> list[list[float]]:
+    def embed_images(self, images: Sequence[Image]) -> Vectors:
         return self.embed_preprocessed([self.preprocess(image) for image in images])
 
-    def embed_preprocessed(self, tensors: Sequence[Any]) -> list[list[float]]:
+    def embed_preprocessed(self, tensors: Sequence[Any]) -> Vectors:
+        """One row per image, unit length, float32: an array from the model to Chroma, never lists."""
         if "image" not in self.towers:
             raise RuntimeError("This embedder was loaded for texts only.")
-        vectors: list[list[float]] = []
-        for start in range(0, len(tensors), self.batch_size):
-            batch = self._torch.stack(list(tensors[start : start + self.batch_size]))
-            vectors.extend(self._encode(self._model.encode_image, batch))
-        return vectors
+        parts = [
+            self._encode(self._model.encode_image, self._torch.stack(list(tensors[start : start + self.batch_size])))
+            for start in range(0, len(tensors), self.batch_size)
+        ]
+        return np.concatenate(parts) if parts else np.empty((0, self.dimensions), dtype=np.float32)
 
-    def embed_texts(self, texts: Sequence[str]) -> list[list[float]]:
+    def embed_texts(self, texts: Sequence[str]) -> Vectors:
         if not texts:
-            return []
+            return np.empty((0, self.dimensions), dtype=np.float32)
         tokens = self._tokenizer(list(texts))
         encoder = self._encode_text_trimmed if self._can_trim_text() else self._model.encode_text
         return self._encode(encoder, tokens)
@@ -228,7 +233,7 @@ class ClipEmbedder:
             return x
         return projection(x) if isinstance(projection, self._torch.nn.Linear) else x @ projection
 
-    def _encode(self, encoder: Any, batch: Any) -> list[list[float]]:
+    def _encode(self, encoder: Any, batch: Any) -> Vectors:
         torch = self._torch
         if self.device.startswith("cuda"):
             batch = batch.pin_memory().to(self.device, non_blocking=True)
@@ -237,7 +242,7 @@ class ClipEmbedder:
         with self._lock, torch.inference_mode():
             features = encoder(batch).float()
             features = features / features.norm(dim=-1, keepdim=True)
-        return features.cpu().tolist()  # type: ignore[no-any-return]
+        return features.cpu().numpy()  # type: ignore[no-any-return]
 
 
 @contextlib.contextmanager
