@@ -8,18 +8,26 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connections
 
+from ingestion.services.upload import assets_upload
+from tenants.models import Role
+from tenants.services import membership_set
+from tenants.tokens import api_token_create
+from tests.conftest import wait_for_status
 from tests.factories import PASSWORD
+from tests.search.conftest import upload_sample
 from tests.testenv import OUTPUT, SAMPLES
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
 
 CHROMIUM = "/usr/bin/chromium"
+PHONE_WIDTH = 390
 
 
 @pytest.fixture
-def page(monkeypatch) -> Iterator[object]:
+def browser(monkeypatch) -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     if not shutil.which(CHROMIUM):
@@ -38,12 +46,27 @@ def page(monkeypatch) -> Iterator[object]:
                 "--no-first-run",
             ],
         )
-        context = browser.new_context(viewport={"width": 1200, "height": 900})
-        yield context.new_page()
-        context.close()
+        yield browser
         browser.close()
         # Connections opened while playwright's loop ran belong to its context: close them here.
         connections.close_all()
+
+
+@pytest.fixture
+def page(browser) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture
+def phone(browser) -> Iterator[object]:
+    """A phone's screen: 390 CSS pixels wide, as a mobile browser lays pages out."""
+    context = browser.new_context(
+        viewport={"width": PHONE_WIDTH, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True
+    )
+    yield context.new_page()
+    context.close()
 
 
 def log_in(page, live_server, username: str) -> None:
@@ -87,3 +110,62 @@ def test_upload_wait_until_ready_then_search_by_text_and_more_like_this(page, li
     expect(cards).to_have_count(1)
     assert cards.first.get_attribute("data-asset-id") != first_id
     page.screenshot(path=str(OUTPUT / "screenshots" / "more-like-this.png"), full_page=True)
+
+
+LONG_NAME = "IMG_20240101_123456789_HDR_panorama_from_the_harbour_wall_edited_final_v2.jpg"
+
+
+def test_every_page_fits_a_phone_and_log_out_stays_reachable(phone, live_server, stack, acme, globex, bob):
+    """At 390 px no page is wider than the screen (no sideways scrolling), and the header's Log out and
+    tenant switcher are on screen. Screenshots at phone and desktop width: test-output/screenshots/."""
+    from playwright.sync_api import expect
+
+    membership_set(tenant=globex, user=bob, role=Role.MEMBER)  # two tenants: the header shows the switcher
+    dog = upload_sample(acme, bob, "dog.jpg", category="pets", source="a-camera-with-a-long-name", tags=["dog"])
+    cat = SimpleUploadedFile(LONG_NAME, (SAMPLES / "cat.png").read_bytes())
+    [long_named] = assets_upload(tenant=acme, uploaded_by=bob, files=[cat], tags=["averyveryverylongtagwithoutspaces"])
+    for image in (dog, long_named.asset):
+        wait_for_status(image, {"ready"})
+    token, _ = api_token_create(tenant=acme, user=bob, name="a token with a rather long descriptive name")
+    shots = OUTPUT / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+
+    def check(name: str, *, account: bool = True) -> None:
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        phone.screenshot(path=str(shots / f"phone-{name}.png"), full_page=True)
+        assert width <= PHONE_WIDTH, f"{name}: the page is {width} px wide on a {PHONE_WIDTH} px screen"
+        if account:
+            expect(phone.get_by_role("button", name="Log out")).to_be_in_viewport()
+            expect(phone.get_by_label("Switch tenant")).to_be_in_viewport()
+
+    phone.goto(f"{live_server.url}/accounts/login/")
+    check("login", account=False)
+    phone.fill("#id_username", "bob")
+    phone.fill("#id_password", PASSWORD)
+    phone.click("button[type=submit]")
+    phone.wait_for_url(f"{live_server.url}/")
+    check("home")
+    pages = {
+        "dashboard": "/t/acme/",
+        "upload": "/t/acme/upload/",
+        "search": "/t/acme/search/?q=a+photo+of+a+dog",
+        "detail": f"/t/acme/images/{long_named.asset.id}/",
+        "tokens": "/t/acme/tokens/",
+        "revoke": f"/t/acme/tokens/{token.pk}/revoke/",
+        "not-found": "/t/acme/no-such-page/",
+    }
+    for name, path in pages.items():
+        phone.goto(live_server.url + path)
+        if name == "search":
+            expect(phone.locator("[data-testid=results] .result")).to_have_count(2)
+        check(name, account=name != "not-found")  # the 404 page has no log-out form (see 404.html)
+    phone.goto(f"{live_server.url}/t/acme/tokens/")
+    phone.fill("#id_name", "phone")
+    phone.click("text=Create token")
+    expect(phone.locator("#new-key")).to_be_visible()
+    check("tokens-new-key")
+
+    phone.set_viewport_size({"width": 1200, "height": 900})
+    for name, path in pages.items():
+        phone.goto(live_server.url + path)
+        phone.screenshot(path=str(shots / f"desktop-{name}.png"), full_page=True)

@@ -64,7 +64,7 @@ def test_revoking_in_the_ui_asks_first_then_stops_the_key(acme, bob, vera):
     assert f'href="{revoke}"' in listing and f'action="{revoke}"' not in listing  # the list only links to the question
     question = client.get(revoke)
     page = question.content.decode()
-    assert question.status_code == 200 and "Revoke key nightly sync?" in page
+    assert question.status_code == 200 and "Revoke key “nightly sync”?" in page
     assert f'href="{reverse("tenants:tokens", args=["acme"])}"' in page  # Cancel
     assert api_token_authenticate(key) is not None  # asking revoked nothing
     form = re.search(
