@@ -20,7 +20,7 @@ from ingestion.forms import MetadataFiltersForm, UploadForm
 from ingestion.imaging import ALLOWED_FORMATS
 from ingestion.models import AssetStatus, ImageAsset, parse_tags
 from ingestion.services.deletion import asset_delete
-from ingestion.services.upload import assets_upload
+from ingestion.services.upload import UploadOutcome, assets_upload
 from ingestion.uploadhandlers import early_refusals
 from ingestion.views import original_file_response, stored_file_response
 from tenants.api import Need, TenantScopedMixin
@@ -76,10 +76,31 @@ class DuplicateImageSerializer(ImageSerializer):
         return list(self.context.get("merged", []))
 
 
+class UploadResultSerializer(serializers.Serializer[Any]):
+    filename = serializers.CharField()
+    status = serializers.ChoiceField(choices=[201, 200, 400], help_text="what a single upload of this file answers")
+    image = DuplicateImageSerializer(allow_null=True, help_text="the stored image (null when refused)")
+    error = serializers.CharField(allow_null=True, help_text="why it was refused (null when stored)")
+
+
+class BulkUploadSerializer(serializers.Serializer[Any]):
+    results = UploadResultSerializer(many=True)
+
+
+def _upload_result(outcome: UploadOutcome) -> dict[str, Any]:
+    if outcome.error or outcome.asset is None:
+        return {"filename": outcome.filename, "status": 400, "image": None, "error": outcome.error or "Refused."}
+    image = DuplicateImageSerializer(outcome.asset, context={"merged": outcome.merged}).data
+    return {"filename": outcome.filename, "status": 200 if outcome.duplicate else 201, "image": image, "error": None}
+
+
 class ImageUploadSerializer(serializers.Serializer[Any]):
     """The upload request as the schema shows it; `ingestion.forms.UploadForm` validates it, as on the page."""
 
-    file = serializers.FileField(allow_empty_file=True, help_text="JPEG, PNG, WebP or GIF")
+    file = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=True),
+        help_text="JPEG, PNG, WebP or GIF; one part, or several (up to UPLOAD_MAX_FILES) for a bulk upload",
+    )
     category = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
     source = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")  # type: ignore[assignment]
     tags = serializers.CharField(
@@ -163,26 +184,42 @@ class ImageViewSet(
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(request=ImageUploadSerializer, responses={201: ImageSerializer, 200: DuplicateImageSerializer})
+    @extend_schema(
+        request=ImageUploadSerializer,
+        responses={
+            201: ImageSerializer,
+            200: DuplicateImageSerializer,
+            207: OpenApiResponse(BulkUploadSerializer, description="several `file` parts: one result per file"),
+        },
+    )
     def create(self, request: Request) -> Response:
         """Uploads one image (201). The same bytes again answer 200 with the image already there, to
-        which this upload's tags, category and source were added (`merged` says which)."""
+        which this upload's tags, category and source were added (`merged` says which).
+
+        Several `file` parts (up to UPLOAD_MAX_FILES) answer 207 with one result per file, in the
+        order sent (files refused while arriving, for their size, first): each with the status a
+        single upload of it would have had (201, 200 or 400) and the image or the reasons. A refused
+        file stores nothing and does not stop the others; the category, source and tags apply to all."""
         form = UploadForm(request.data, request.FILES, file_field="file")  # reading them runs the upload handlers
         refused = early_refusals(request._request)
-        if refused:
+        several = len(refused) + len(request.FILES.getlist("file")) > 1
+        if refused and not several:
             raise DRFValidationError({"file": [refused[0].reason]})
-        if not form.is_valid():
+        if not form.is_valid() and not (several and set(form.errors) == {"file"} and refused):
             raise form_errors(form)
-        if len(form.uploaded_files) > 1:
-            raise DRFValidationError({"file": ["Send one file per request."]})
-        [outcome] = assets_upload(
-            tenant=self.tenant,
-            uploaded_by=request.user,  # type: ignore[arg-type]
-            files=form.uploaded_files,
-            category=form.cleaned_data["category"],
-            source=form.cleaned_data["source"],
-            tags=form.cleaned_data["tags"],
-        )
+        outcomes = [UploadOutcome(filename=r.filename, error=r.reason) for r in refused]
+        if form.is_valid():
+            outcomes += assets_upload(
+                tenant=self.tenant,
+                uploaded_by=request.user,  # type: ignore[arg-type]
+                files=form.uploaded_files,
+                category=form.cleaned_data["category"],
+                source=form.cleaned_data["source"],
+                tags=form.cleaned_data["tags"],
+            )
+        if several:
+            return Response({"results": [_upload_result(o) for o in outcomes]}, status=status.HTTP_207_MULTI_STATUS)
+        [outcome] = outcomes
         if outcome.error or outcome.asset is None:
             raise DRFValidationError({"file": [outcome.error or "The file was refused."]})
         if outcome.duplicate:

@@ -78,3 +78,24 @@ def test_images_attempted_before_are_not_topped_up_into_another_batch(stored_onl
     assert report.ready == [str(fresh.id)]
     suspect.refresh_from_db()
     assert (suspect.status, suspect.attempts) == (AssetStatus.PENDING, 1)
+
+
+def test_the_api_takes_several_files_in_one_request_and_answers_each_in_order(transactional_db, acme, bob):
+    from tests.conftest import api
+
+    client = api(bob, acme)
+    known = image_bytes("PNG", (64, 48), (9, 9, 9))
+    client.post("/api/v1/images/", {"file": SimpleUploadedFile("known.png", known)}, format="multipart")
+    files = [
+        SimpleUploadedFile("new.png", image_bytes("PNG", (64, 48), (1, 200, 1))),
+        SimpleUploadedFile("bad.png", b"<svg/>"),
+        SimpleUploadedFile("again.png", known),
+    ]
+    response = client.post("/api/v1/images/", {"file": files, "tags": "batch"}, format="multipart")
+    assert response.status_code == 207
+    results = response.json()["results"]
+    assert [(r["filename"], r["status"]) for r in results] == [("new.png", 201), ("bad.png", 400), ("again.png", 200)]
+    assert results[0]["image"]["tags"] == ["batch"] and results[0]["error"] is None
+    assert results[1]["image"] is None and results[1]["error"].startswith("Unsupported file type")
+    assert results[2]["image"]["merged"] == ["tags"]
+    assert ImageAsset.objects.filter(status=AssetStatus.READY).count() == 2
