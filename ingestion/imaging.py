@@ -82,6 +82,32 @@ def load_rgb(source: str | IO[bytes], *, min_side: int | None = None) -> Image.I
         return to_upright_rgb(image)
 
 
+def make_derivative(rgb: Image.Image, *, side: int) -> bytes:
+    """What the model needs of a picture, made once from the pixels the upload already decoded: the
+    resize step of OpenCLIP's preprocessing (shorter side `side`, bicubic, the size computed as
+    torchvision's Resize(side) computes it), stored losslessly, so the worker's own transform finds
+    nothing left to resize and its vector is the one the full picture gives. The centre crop and
+    the normalisation stay the model's."""
+    buffer = io.BytesIO()
+    resize_for_model(rgb, side=side).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def resize_for_model(rgb: Image.Image, *, side: int) -> Image.Image:
+    width, height = rgb.size
+    if min(width, height) == side:
+        return rgb
+    short, long = sorted((width, height))
+    size = (side, int(side * long / short)) if width <= height else (int(side * long / short), side)
+    return rgb.resize(size, Image.Resampling.BICUBIC)
+
+
+def load_derivative(source: IO[bytes]) -> Image.Image:
+    with Image.open(source) as image:
+        image.load()
+        return image.convert("RGB")
+
+
 def make_thumbnail(rgb: Image.Image, *, size: int | None = None) -> bytes:
     """A JPEG no larger than size x size. It is made from pixels alone, so it carries no EXIF."""
     edge = size or settings.THUMBNAIL_SIZE

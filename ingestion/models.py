@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
+from pathlib import PurePosixPath as Path
 from typing import Any
 
 from django.conf import settings
@@ -73,6 +74,9 @@ class ImageAsset(models.Model):
     tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
     # ",beach,summer,": lets every database filter by tag (SQLite has no JSON containment).
     tag_index = models.CharField(max_length=1100, blank=True, editable=False)
+    # The side of the stored derivative (ingestion.imaging.make_derivative) the model embeds instead
+    # of decoding the original again; 0 when there is none. Its name follows from the id and side.
+    derivative_side = models.PositiveSmallIntegerField(default=0, editable=False)
     status = models.CharField(max_length=16, choices=AssetStatus.choices, default=AssetStatus.PENDING)
     failure_reason = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -100,6 +104,9 @@ class ImageAsset(models.Model):
     def set_tags(self, tags: list[str]) -> None:
         self.tags = tags
         self.tag_index = f",{','.join(tags)}," if tags else ""
+
+    def derivative_name(self, side: int) -> str:
+        return f"{Path(self.file.name or '').parent.parent}/derivatives/{side}/{self.id}.png"
 
     @property
     def is_final(self) -> bool:

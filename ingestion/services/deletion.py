@@ -18,6 +18,8 @@ def asset_delete(*, asset: ImageAsset) -> None:
     reached nothing is removed (IndexUnavailable), so a retry finds everything still in place."""
     index.delete_vectors(tenant=asset.tenant, ids=[str(asset.id)])
     names = [name for name in (asset.file.name, asset.thumbnail.name) if name]
+    if asset.derivative_side:
+        names.append(asset.derivative_name(asset.derivative_side))
 
     def delete_files() -> None:
         for name in names:

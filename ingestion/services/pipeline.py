@@ -3,6 +3,8 @@ index, then marked ready (or failed, with a reason a person can read)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import uuid
@@ -14,13 +16,14 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from PIL import Image
 
-from ingestion.imaging import load_rgb
+from ingestion.imaging import load_derivative, load_rgb, resize_for_model
 from ingestion.models import AssetStatus, ImageAsset
 from vectors import index
 from vectors.embedding import get_embedder
@@ -218,15 +221,31 @@ def _embed_claimed(assets: Sequence[ImageAsset], report: EmbedReport) -> None:
 
 
 def _embed_stored_images(assets: Sequence[ImageAsset], report: EmbedReport) -> Iterator[tuple[ImageAsset, Vector]]:
-    """Decodes and preprocesses in a thread pool that runs ahead of the forward passes (decoding
-    releases the GIL), so the model is never left waiting for JPEGs. A file that cannot be decoded
-    fails alone."""
+    """Reads each image's derivative (made at upload: decoded once) or, when there is none at the
+    model's input size, decodes the original and makes one; in a thread pool that runs ahead of the
+    forward passes (decoding releases the GIL), so the model is never left waiting. A file that
+    cannot be decoded fails alone."""
     embedder = get_embedder()
-    min_side = settings.EMBED_DECODE_MIN_SIDE or embedder.image_size
+    side = embedder.image_size
+    min_side = settings.EMBED_DECODE_MIN_SIDE or side
+    made: list[uuid.UUID] = []
 
     def prepare(asset: ImageAsset) -> Any:
+        if asset.derivative_side == side:
+            with (
+                contextlib.suppress(FileNotFoundError),
+                default_storage.open(asset.derivative_name(side), "rb") as handle,
+            ):
+                return embedder.preprocess(load_derivative(handle))
         with default_storage.open(asset.file.name or "", "rb") as handle:
-            return embedder.preprocess(load_rgb(handle, min_side=min_side))
+            resized = resize_for_model(load_rgb(handle, min_side=min_side), side=side)
+        name = asset.derivative_name(side)
+        default_storage.delete(name)  # a leftover of an interrupted attempt; the name must stay the same
+        buffer = io.BytesIO()
+        resized.save(buffer, format="PNG", compress_level=1)
+        default_storage.save(name, ContentFile(buffer.getvalue()))
+        made.append(asset.id)
+        return embedder.preprocess(resized)
 
     threads = settings.EMBED_DECODE_THREADS or os.cpu_count() or 1
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode") as pool:
@@ -241,3 +260,5 @@ def _embed_stored_images(assets: Sequence[ImageAsset], report: EmbedReport) -> I
                     report.failed.append(str(asset.id))
             vectors = embedder.embed_preprocessed([tensor for _, tensor in ready])
             yield from zip((asset for asset, _ in ready), vectors, strict=True)
+    if made:
+        ImageAsset.objects.filter(id__in=made).update(derivative_side=side)

@@ -14,13 +14,14 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.template.defaultfilters import filesizeformat
 
-from ingestion.imaging import make_thumbnail, without_metadata
+from ingestion.imaging import make_derivative, make_thumbnail, without_metadata
 from ingestion.models import MAX_TAGS, AssetStatus, ImageAsset, parse_tags
 from ingestion.selectors import tenant_storage_used
 from ingestion.services.pipeline import enqueue_embedding, vector_metadata
 from ingestion.validation import ValidatedImage, validate_image
 from tenants.models import Tenant
 from vectors import index
+from vectors.embedding import input_side
 
 
 class QuotaExceeded(ValidationError):
@@ -99,6 +100,9 @@ def asset_create(
     # Both before the lock: they take a while. The stored original carries no location or camera
     # data (its sha256 stays that of the upload, so the same file is recognised when sent again).
     thumbnail = ContentFile(make_thumbnail(validated.upright_rgb))
+    # Decoded once: the worker embeds this derivative instead of decoding the original again.
+    side = input_side()
+    derivative = ContentFile(make_derivative(validated.upright_rgb, side=side)) if side else None
     original = ContentFile(without_metadata(validated.data, validated.image_format, orientation=validated.orientation))
     stored: list[str] = []
     try:
@@ -110,6 +114,9 @@ def asset_create(
             stored.append(asset.file.name)
             asset.thumbnail.name = default_storage.save(f"{prefix}/thumbnails/{asset.id}.jpg", thumbnail)
             stored.append(asset.thumbnail.name)
+            if derivative is not None:
+                stored.append(default_storage.save(asset.derivative_name(side), derivative))
+                asset.derivative_side = side
             asset.full_clean()
             asset.save(force_insert=True)
     except IntegrityError:

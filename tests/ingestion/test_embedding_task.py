@@ -41,8 +41,9 @@ def queued(settings, acme, bob):
 
 def test_an_undecodable_stored_file_fails_alone_with_a_reason(acme, queued):
     good, broken = queued((1, 1, 1), (2, 2, 2))
-    with default_storage.open(broken.file.name, "wb") as handle:
-        handle.write(b"\x89PNG\r\n\x1a\n garbage")
+    for name in (broken.file.name, broken.derivative_name(broken.derivative_side)):  # every copy the worker reads
+        with default_storage.open(name, "wb") as handle:
+            handle.write(b"\x89PNG\r\n\x1a\n garbage")
     report = assets_embed(asset_ids=[str(good.id), str(broken.id)])
     good.refresh_from_db()
     broken.refresh_from_db()

@@ -242,7 +242,7 @@ def test_the_api_takes_a_hostile_filename_as_a_label_only(acme, bob, settings, m
     asset = ImageAsset.objects.get()
     tenant_folder = (Path(settings.MEDIA_ROOT) / "tenants" / str(acme.vector_uuid)).resolve()
     stored = [path.resolve() for path in media_files()]
-    assert len(stored) == 2 and all(path.is_relative_to(tenant_folder) for path in stored)
+    assert len(stored) == 3 and all(path.is_relative_to(tenant_folder) for path in stored)
     assert {path.name for path in stored} == {f"{asset.id}.png", f"{asset.id}.jpg"}
 
 

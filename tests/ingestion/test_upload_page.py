@@ -56,7 +56,8 @@ def test_files_are_stored_under_names_the_service_makes(acme, bob, media_files):
     assert asset.original_filename == "passwd.png"
     assert asset.file.name == f"tenants/{acme.vector_uuid}/originals/{asset.id}.png"
     assert asset.thumbnail.name == f"tenants/{acme.vector_uuid}/thumbnails/{asset.id}.jpg"
-    assert len(media_files()) == 2
+    assert asset.derivative_name(224) == f"tenants/{acme.vector_uuid}/derivatives/224/{asset.id}.png"
+    assert len(media_files()) == 3  # the original, its thumbnail and the model's derivative
 
 
 def test_a_refused_file_stores_nothing_and_the_others_go_through(acme, bob, media_files):
@@ -70,7 +71,7 @@ def test_a_refused_file_stores_nothing_and_the_others_go_through(acme, bob, medi
     assert "HTML page" in results[0]["error"]
     assert results[1]["image"]["status"] == "ready"
     assert ImageAsset.objects.count() == 1
-    assert len(media_files()) == 2  # the good file's original and thumbnail only
+    assert len(media_files()) == 3  # the good file's original, thumbnail and derivative only
 
 
 def test_refusals_are_shown_on_the_page_without_javascript(acme, bob):
@@ -110,7 +111,7 @@ def test_uploads_beyond_the_quota_are_refused_with_a_message(acme, bob, media_fi
     assert first["error"] is None
     assert second["error"].startswith("Storage quota exceeded")
     assert ImageAsset.objects.count() == 1
-    assert len(media_files()) == 2
+    assert len(media_files()) == 3
 
 
 def test_viewers_may_not_upload(acme, vera):
@@ -174,7 +175,7 @@ def test_a_file_over_the_limit_is_refused_while_it_arrives_and_the_others_go_thr
     results = {r["filename"]: r for r in response.json()["results"]}
     assert results["huge.jpg"]["error"].replace("\xa0", " ") == "The file is larger than the limit of 256.0 KB."
     assert results["small.png"]["error"] is None
-    assert ImageAsset.objects.count() == 1 and len(media_files()) == 2
+    assert ImageAsset.objects.count() == 1 and len(media_files()) == 3
     [refusal] = early_refusals(response.wsgi_request)
     assert refusal.bytes_read < 1024 * 1024  # stopped early: the other 2 MB were never kept
 

@@ -107,8 +107,9 @@ class Command(BaseCommand):
         requeued = assets_requeue(assets=unfinished)
         self.stdout.write(
             self.style.SUCCESS(f"Imported {imported} images into {target.slug}")
-            + f"; skipped {skipped} already indexed; queued {requeued} again that were not searchable yet; "
-            f"refused {len(refused)}."
+            + f"; skipped {skipped} already indexed"
+            + (f"; queued {requeued} again that were not searchable yet" if requeued else "")
+            + f"; refused {len(refused)}."
         )
         for file_path, reason in refused:
             self.stdout.write(self.style.WARNING(f"  refused {file_path}: {reason}"))
