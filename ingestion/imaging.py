@@ -102,8 +102,11 @@ def resize_for_model(rgb: Image.Image, *, side: int) -> Image.Image:
     return rgb.resize(size, Image.Resampling.BICUBIC)
 
 
-def load_derivative(source: IO[bytes]) -> Image.Image:
+def load_derivative(source: IO[bytes], *, side: int) -> Image.Image:
+    """A stored derivative, refused (ValueError) unless it is one: a PNG whose shorter side is `side`."""
     with Image.open(source) as image:
+        if image.format != "PNG" or min(image.size) != side:
+            raise ValueError(f"not a derivative of side {side}: {image.format} {image.size}")
         image.load()
         return image.convert("RGB")
 

@@ -163,7 +163,7 @@ def assets_embed(*, asset_ids: Sequence[str], claim_token: str = "", top_up: boo
         suspects = [a for a in assets if a.attempts > 1]
         if suspects:
             _release([a.id for a in suspects])
-            for suspect in suspects:
+            for suspect in sorted(suspects, key=lambda a: a.created_at, reverse=True):  # newest first, as before
                 enqueue_embedding([suspect.id])
             report.deferred = [str(a.id) for a in suspects]
             assets = [a for a in assets if a.attempts == 1]
@@ -232,11 +232,11 @@ def _embed_stored_images(assets: Sequence[ImageAsset], report: EmbedReport) -> I
 
     def prepare(asset: ImageAsset) -> Any:
         if asset.derivative_side == side:
-            with (
-                contextlib.suppress(FileNotFoundError),
+            with (  # a derivative that is gone or damaged is made again from the original
+                contextlib.suppress(OSError, ValueError, SyntaxError),
                 default_storage.open(asset.derivative_name(side), "rb") as handle,
             ):
-                return embedder.preprocess(load_derivative(handle))
+                return embedder.preprocess(load_derivative(handle, side=side))
         with default_storage.open(asset.file.name or "", "rb") as handle:
             resized = resize_for_model(load_rgb(handle, min_side=min_side), side=side)
         name = asset.derivative_name(side)

@@ -40,7 +40,8 @@ def snapshot(media: Path, tenants: list[Tenant]) -> Snapshot:
     vectors = {}
     for tenant in tenants:
         if Tenant.objects.filter(pk=tenant.pk).exists():
-            vectors[tenant.slug] = index.fetch_vectors(tenant=tenant, ids=sorted(index.vector_ids(tenant=tenant)))
+            stored = index.fetch_vectors(tenant=tenant, ids=sorted(index.vector_ids(tenant=tenant)))
+            vectors[tenant.slug] = {key: vector.tolist() for key, vector in stored.items()}
     return Snapshot(
         files=files,
         rows={str(i) for i in ImageAsset.objects.values_list("id", flat=True)},
@@ -50,7 +51,7 @@ def snapshot(media: Path, tenants: list[Tenant]) -> Snapshot:
 
 
 def files_of(asset: ImageAsset) -> set[str]:
-    return {asset.file.name, asset.thumbnail.name}
+    return {asset.file.name, asset.thumbnail.name, asset.derivative_name(asset.derivative_side)}
 
 
 def test_deleting_an_image_or_a_tenant_removes_its_files_rows_and_vectors_and_nothing_else(

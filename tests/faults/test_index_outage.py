@@ -28,7 +28,7 @@ found = {}
 for tenant in Tenant.objects.all():
     rows = ImageAsset.objects.for_tenant(tenant).filter(status=AssetStatus.READY)
     ready = [str(i) for i in rows.values_list("id", flat=True)]
-    vectors = index.fetch_vectors(tenant=tenant, ids=ready)
+    vectors = {i: v.tolist() for i, v in index.fetch_vectors(tenant=tenant, ids=ready).items()}
     nearest = {i: [h.id for h in index.query_vectors(tenant=tenant, embedding=v, limit=1)] for i, v in vectors.items()}
     found[tenant.slug] = {"ready": ready, "vectors": vectors, "nearest": nearest}
 print("FOUND " + json.dumps(found))

@@ -9,6 +9,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from django.core.files.storage import default_storage
 
 from ingestion.models import AssetStatus, ImageAsset
 from tests.conftest import login
@@ -44,10 +45,12 @@ def test_a_poison_image_that_kills_its_worker_ends_failed_and_holds_back_no_othe
     faults = faults_without_worker
     [poison, good1, broken, good2, good3] = upload(login(bob), acme, *(picture(seed) for seed in range(1, 6)))
     good = [good1, good2, good3]
-    # Stored originals that passed validation, yet whose decoding goes wrong in the worker: one needs
-    # 400 MB to decode (10000 x 10000 pixels, UPLOAD_MAX_PIXELS), one is cut short.
-    Path(poison.file.path).write_bytes(png_bomb(10_000, 10_000))
-    Path(broken.file.path).write_bytes(Path(broken.file.path).read_bytes()[:200])
+    # Stored files that passed validation, yet whose decoding goes wrong in the worker: one needs
+    # 400 MB to decode (10000 x 10000 pixels, UPLOAD_MAX_PIXELS), one is cut short. Both the original
+    # and the derivative the worker reads first.
+    for asset, damage in ((poison, lambda _: png_bomb(10_000, 10_000)), (broken, lambda data: data[:200])):
+        for path in (Path(asset.file.path), Path(default_storage.path(asset.derivative_name(asset.derivative_side)))):
+            path.write_bytes(damage(path.read_bytes()))
 
     faults.worker.oom_kills = 0
     faults.worker.start_under_memory_limit(MEMORY_LIMIT)
