@@ -294,6 +294,20 @@ def get_embedder(need: Tower = "image") -> ClipEmbedder:
         return embedder
 
 
+@functools.cache
+def _input_side(name: str) -> int:
+    import open_clip
+
+    size = ((open_clip.get_model_config(name) or {}).get("vision_cfg") or {}).get("image_size", 0)
+    return int(size[0] if isinstance(size, tuple | list) else size)
+
+
+def input_side() -> int:
+    """The configured model's input size (224 for ViT-B-32), read from its configuration without
+    loading weights; 0 when unknown."""
+    return _input_side(settings.CLIP_MODEL)
+
+
 def current_model_key() -> str:
     return model_key(ModelSpec.from_settings())
 
