@@ -5,7 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 
-from tenants.models import ApiToken, Membership, Tenant
+from tenants.models import ApiToken, AuditEvent, Membership, Tenant
 from tenants.tokens import api_token_revoke
 
 
@@ -57,3 +57,23 @@ class ApiTokenAdmin(admin.ModelAdmin[ApiToken]):
         for token in queryset:
             api_token_revoke(token=token)
         self.message_user(request, f"{queryset.count()} tokens revoked.", messages.SUCCESS)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
+    """Every tenant's log for operators; read only: an audit log that can be edited proves nothing."""
+
+    list_display = ["created_at", "tenant", "actor_username", "api_token_label", "action", "target", "address"]
+    list_filter = ["action", "tenant"]
+    search_fields = ["actor_username", "target", "tenant__slug", "address"]
+    date_hierarchy = "created_at"
+    list_select_related = ["tenant"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
+        return False

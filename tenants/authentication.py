@@ -7,6 +7,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from tenants import ratelimit
+from tenants.audit import REQUEST_TOKEN_ATTRIBUTE
 from tenants.tokens import api_token_authenticate
 
 SCOPE = "token"
@@ -33,6 +34,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             # A valid key always works: the limit below stops guessing, it does not lock out the
             # integrations that share an address (a NAT, a proxy) with whoever keeps failing.
             token, membership = found
+            setattr(request, REQUEST_TOKEN_ATTRIBUTE, token)  # who acted, for the audit log
             return token.user, membership
         if ratelimit.is_blocked(SCOPE, request):
             raise exceptions.Throttled(

@@ -30,7 +30,8 @@ from django.urls.resolvers import RegexPattern, RoutePattern
 from rest_framework.test import APIClient
 
 from ingestion.models import ImageAsset
-from tenants.models import ApiToken, Membership, Tenant
+from tenants.audit import audit_record
+from tenants.models import ApiToken, AuditAction, AuditEvent, Membership, Tenant
 from tests.testenv import SAMPLES
 from tests.two_tenants import Seeded, leaked, seed_two_tenants
 from vectors import index
@@ -128,6 +129,7 @@ def umbra_object(world: World, route: Route) -> tuple[str, str]:
         ImageAsset: world.umbra.images[0],
         type(world.umbra.owner): world.umbra.owner,
         Group: world.group,
+        AuditEvent: world.audit_event,
     }
     if model not in owned:
         raise CannotFill(f"no object of Umbra's for model {model}")
@@ -184,12 +186,14 @@ class World:
     umbra: Seeded
     lumen: Seeded
     group: Group
+    audit_event: AuditEvent
 
 
 @pytest.fixture
 def world() -> World:
     umbra, lumen = seed_two_tenants()
-    return World(umbra, lumen, Group.objects.create(name="umbra-editors"))
+    event = audit_record(tenant=umbra.tenant, actor_user=umbra.owner, action=AuditAction.IMAGE_DELETED, target="umbra")
+    return World(umbra, lumen, Group.objects.create(name="umbra-editors"), event)
 
 
 def body(response: Any) -> str:
