@@ -15,13 +15,13 @@ from tests.conftest import login
 from tests.factories import image_bytes
 from tests.search.conftest import upload_sample
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]  # exhaustive: every route for every role
 
 CALLERS = ["member", "viewer", "other", "anonymous"]
 
 # (url name, method, needs an image id, expected status for member / viewer / other / anonymous)
 PAGES = [
-    ("tenants:dashboard", "get", False, (200, 200, 404, 302)),
+    ("ingestion:dashboard", "get", False, (200, 200, 404, 302)),
     ("tenants:tokens", "get", False, (200, 200, 404, 302)),
     ("ingestion:upload", "get", False, (200, 403, 404, 302)),
     ("ingestion:status", "get", False, (200, 200, 404, 302)),

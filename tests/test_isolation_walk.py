@@ -36,7 +36,7 @@ from tests.testenv import SAMPLES
 from tests.two_tenants import Seeded, leaked, seed_two_tenants
 from vectors import index
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]  # exhaustive: every route as every outsider
 
 METHODS = ("get", "post", "delete")
 

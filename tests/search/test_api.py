@@ -176,6 +176,7 @@ def test_files_and_thumbnails_are_served_to_the_tenant_with_safe_headers(indexed
     assert thumbnail["X-Content-Type-Options"] == "nosniff"
 
 
+@pytest.mark.slow  # Chroma's own OpenCLIP function: a second model
 def test_text_search_ranks_exactly_as_chromas_openclip_function(indexed, acme, bob):
     reference = OpenCLIPEmbeddingFunction(model_name=TEST_MODEL, checkpoint=str(CHECKPOINT))
     pictures = reference([np.array(Image.open(SAMPLES / name).convert("RGB")) for name in SAMPLE_NAMES])

@@ -25,6 +25,7 @@ def chroma_function() -> OpenCLIPEmbeddingFunction:
     return OpenCLIPEmbeddingFunction(model_name=TEST_MODEL, checkpoint=str(CHECKPOINT))
 
 
+@pytest.mark.slow  # Chroma's own OpenCLIP function: a second model
 @pytest.mark.parametrize("name", ["dog.jpg", "dog-with-person.jpg"])
 def test_image_embedding_equals_chromas_openclip_function(chroma_function, name):
     rgb = np.array(Image.open(SAMPLES / name).convert("RGB"))
@@ -33,6 +34,7 @@ def test_image_embedding_equals_chromas_openclip_function(chroma_function, name)
     assert cosine(ours, theirs) >= 0.9999
 
 
+@pytest.mark.slow  # Chroma's own OpenCLIP function: a second model
 def test_text_embeddings_equal_chromas_openclip_function(chroma_function):
     theirs = chroma_function(TEXTS)
     ours = get_embedder().embed_texts(TEXTS)
@@ -75,6 +77,7 @@ def test_exif_orientation_is_applied_before_embedding():
     assert load_rgb(buffer).size == (20, 40)
 
 
+@pytest.mark.slow  # a model of its own, packed for the CPU
 def test_auto_precision_is_bf16_exactly_where_the_cpu_multiplies_bf16_natively():
     import torch
 
@@ -86,6 +89,7 @@ def test_auto_precision_is_bf16_exactly_where_the_cpu_multiplies_bf16_natively()
     assert {p.dtype for p in auto._model.parameters()} == {expected}
 
 
+@pytest.mark.slow  # Chroma's own OpenCLIP function: a second model
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])
 def test_every_precision_gives_the_fp32_vectors_within_rounding(chroma_function, precision):
     """Against Chroma's function: plain OpenCLIP in fp32, neither batched nor rearranged."""
