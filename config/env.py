@@ -117,3 +117,66 @@ def database_from_url(url: str) -> dict[str, Any]:
             "CONN_HEALTH_CHECKS": True,
         }
     raise ImproperlyConfigured(f"DATABASE_URL scheme {parts.scheme!r} is not supported; use postgres:// or sqlite://.")
+
+
+# scheme -> (TLS mode, default port); `smtp+tls` upgrades with STARTTLS, `smtps` speaks TLS from the start.
+_SMTP_SCHEMES = {
+    "smtp": ("", 25),
+    "smtp+tls": ("starttls", 587),
+    "smtp+starttls": ("starttls", 587),
+    "smtps": ("ssl", 465),
+}
+
+
+def email_from_url(url: str, *, default_file_path: Path) -> dict[str, Any]:
+    """Turn EMAIL_URL into Django's EMAIL_* settings (every one of them, whatever the scheme):
+    `smtp://user:pass@host:port`, `smtp+tls://…` (STARTTLS), `smtps://…` (TLS from the start),
+    `file:///path` (one file per message), `console:`; empty writes files under `default_file_path`.
+    The user and password may be %-encoded; `?timeout=SECONDS` (default 10) bounds how long a
+    request waits for the mail server."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    found: dict[str, Any] = {
+        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "EMAIL_FILE_PATH": default_file_path,
+        "EMAIL_HOST": "localhost",
+        "EMAIL_PORT": 25,
+        "EMAIL_HOST_USER": "",
+        "EMAIL_HOST_PASSWORD": "",
+        "EMAIL_USE_TLS": False,
+        "EMAIL_USE_SSL": False,
+        "EMAIL_TIMEOUT": 10.0,
+    }
+    if not url:
+        return found
+    if scheme == "file":
+        return found | {"EMAIL_FILE_PATH": Path(unquote(parts.path)) if parts.path else default_file_path}
+    if scheme == "console":
+        return found | {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    if scheme not in _SMTP_SCHEMES:
+        raise ImproperlyConfigured(
+            f"EMAIL_URL scheme {parts.scheme!r} is not supported; "
+            "use smtp://, smtp+tls://, smtps://, file:// or console:."
+        )
+    if not parts.hostname:
+        raise ImproperlyConfigured(f"EMAIL_URL {parts.scheme}://… names no host.")
+    tls, default_port = _SMTP_SCHEMES[scheme]
+    options = dict(item.partition("=")[::2] for item in parts.query.split("&") if item)
+    unknown = set(options) - {"timeout"}
+    if unknown:
+        raise ImproperlyConfigured(f"EMAIL_URL has unknown options {sorted(unknown)}; only timeout= is known.")
+    try:
+        port = parts.port or default_port
+        timeout = float(options.get("timeout", "10"))
+    except ValueError:
+        raise ImproperlyConfigured("EMAIL_URL has a port or timeout that is not a number.") from None
+    return found | {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": parts.hostname,
+        "EMAIL_PORT": port,
+        "EMAIL_HOST_USER": unquote(parts.username or ""),
+        "EMAIL_HOST_PASSWORD": unquote(parts.password or ""),
+        "EMAIL_USE_TLS": tls == "starttls",
+        "EMAIL_USE_SSL": tls == "ssl",
+        "EMAIL_TIMEOUT": timeout,
+    }

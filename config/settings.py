@@ -17,6 +17,7 @@ from dotenv import load_dotenv
 
 from config.env import (
     database_from_url,
+    email_from_url,
     env_bool,
     env_choice,
     env_float,
@@ -119,6 +120,24 @@ AUTH_FAILURE_WINDOW_SECONDS = env_int("AUTH_FAILURE_WINDOW_SECONDS", 900, minimu
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "tenants:home"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- Mail (invitations, password resets) ------------------------------------------------------
+# EMAIL_URL: smtp://user:pass@host:port, smtp+tls://… (STARTTLS), smtps://… (TLS); empty writes each
+# message as a file under $DATA_DIR/mail/ (the pages that send mail say so).
+_MAIL = email_from_url(env_str("EMAIL_URL"), default_file_path=DATA_DIR / "mail")
+EMAIL_BACKEND = _MAIL["EMAIL_BACKEND"]
+EMAIL_FILE_PATH = _MAIL["EMAIL_FILE_PATH"]
+EMAIL_HOST = _MAIL["EMAIL_HOST"]
+EMAIL_PORT = _MAIL["EMAIL_PORT"]
+EMAIL_HOST_USER = _MAIL["EMAIL_HOST_USER"]
+EMAIL_HOST_PASSWORD = _MAIL["EMAIL_HOST_PASSWORD"]
+EMAIL_USE_TLS = _MAIL["EMAIL_USE_TLS"]
+EMAIL_USE_SSL = _MAIL["EMAIL_USE_SSL"]
+EMAIL_TIMEOUT = _MAIL["EMAIL_TIMEOUT"]
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Image search <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# An invitation's link works once, for this many days after it was (re-)sent.
+INVITATION_MAX_AGE_DAYS = env_int("INVITATION_MAX_AGE_DAYS", 7, minimum=1)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
