@@ -24,10 +24,12 @@ from config.env import (
     env_int,
     env_list,
     env_path,
+    env_rate,
     env_required,
     env_str,
 )
 from config.envfile import env_file
+from config.storage import s3_storage
 
 django_stubs_ext.monkeypatch()
 
@@ -154,6 +156,19 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+# Originals, thumbnails and derivatives in an S3-compatible store (AWS S3, MinIO, Garage, Ceph RGW...)
+# when S3_BUCKET is set: private objects under a per-tenant prefix, never overwritten, read and written
+# through Django's storage API by web and workers alike, so they need not share a disk. The views that
+# check the tenant still serve them. Without S3_BUCKET the local disk (MEDIA_ROOT) is the store.
+S3_BUCKET = env_str("S3_BUCKET")
+if S3_BUCKET:
+    STORAGES["default"] = s3_storage(
+        bucket=S3_BUCKET,
+        endpoint_url=env_str("S3_ENDPOINT_URL"),
+        region=env_str("S3_REGION"),
+        access_key=env_str("AWS_ACCESS_KEY_ID"),
+        secret_key=env_str("AWS_SECRET_ACCESS_KEY"),
+    )
 # WhiteNoise serves the admin's assets in every mode, so gunicorn needs nothing in front of it.
 WHITENOISE_USE_FINDERS = True
 # Media is never served as static files: every image goes through a view that checks the tenant.
@@ -265,6 +280,10 @@ FILE_UPLOAD_HANDLERS = [
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
+
+# Requests (an upload counts one per file) per API key, and per tenant for all its keys together.
+API_RATE_LIMIT = env_rate("API_RATE_LIMIT", "1200/minute")
+API_TENANT_RATE_LIMIT = env_rate("API_TENANT_RATE_LIMIT", "6000/minute")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.ApiTokenAuthentication"],

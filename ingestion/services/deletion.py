@@ -41,9 +41,12 @@ def tenant_delete(*, tenant: Tenant) -> None:
 
 
 def _delete_tree(folder: str) -> None:
-    if not default_storage.exists(folder):
+    """Everything stored under `folder`: files and subfolders on a disk, keys under the prefix in an
+    object store (which has no folders to test for)."""
+    try:
+        folders, files = default_storage.listdir(folder)
+    except FileNotFoundError:
         return
-    folders, files = default_storage.listdir(folder)
     for name in files:
         default_storage.delete(f"{folder}/{name}")
     for sub in folders:

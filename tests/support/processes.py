@@ -147,6 +147,36 @@ class RedisServer(LocalServer):
             return False
 
 
+class S3Server(LocalServer):
+    """moto's S3-protocol server on loopback: what the tests use for object storage (in production:
+    AWS S3, MinIO, Garage, Ceph RGW). It keeps everything in memory."""
+
+    what = "the S3 server"
+    access_key = "test-access-key"
+    secret_key = "test-secret-key"  # moto accepts any
+
+    def __init__(self, *, log: Path) -> None:
+        super().__init__(log=log)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
+
+    def alive(self) -> bool:
+        return answers(f"{self.url}/moto-api/", 200)
+
+    def settings_for(self, bucket: str) -> dict[str, str]:
+        """The settings that put the service's files in `bucket` on this server."""
+        return {
+            "S3_BUCKET": bucket,
+            "S3_ENDPOINT_URL": self.url,
+            "S3_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+        }
+
+
 class CeleryWorker(LocalServer):
     """A real `celery worker --pool=solo` on the queues config/celery.py declares, as `make worker`
     runs it. Ready once it answers a ping sent through this process's Celery app (Django set up, its
