@@ -72,6 +72,18 @@ def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
     return value
 
 
+RATE_PERIODS = ("second", "minute", "hour", "day")
+
+
+def env_rate(name: str, default: str) -> str:
+    """A request rate such as `1200/minute` (a positive count per second, minute, hour or day)."""
+    value = env_str(name, default)
+    count, _, period = value.partition("/")
+    if not count.isdigit() or int(count) < 1 or period not in RATE_PERIODS:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate; write it as COUNT/PERIOD, e.g. 1200/minute.")
+    return value
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = env_str(name)
     if not raw:

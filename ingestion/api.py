@@ -161,6 +161,12 @@ class ImageViewSet(
             return "delete"
         return None
 
+    def throttle_cost(self, request: Request) -> int:
+        """An upload counts one per file sent, those refused while arriving included."""
+        if request.method == "POST" and self.action == "create":
+            return len(request.FILES.getlist("file")) + len(early_refusals(request._request))
+        return 1
+
     def filter_queryset(self, queryset: Any) -> Any:
         if self.action != "list":
             return queryset

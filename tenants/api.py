@@ -1,5 +1,6 @@
-"""What every REST view shares: token authentication, the tenant taken from the token, and
-querysets scoped to it in one place that subclasses cannot bypass."""
+"""What every REST view shares: token authentication, the tenant taken from the token, the role and
+the key's scope checked, the rate limits, and querysets scoped to the tenant, in one place that
+subclasses cannot bypass."""
 
 from __future__ import annotations
 
@@ -9,27 +10,36 @@ from typing import Any
 from django.db.models import Model, QuerySet
 from django.http import Http404
 from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import Throttled
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
+from tenants.audit import REQUEST_TOKEN_ATTRIBUTE
 from tenants.authentication import ApiTokenAuthentication
 from tenants.decorators import Permission, role_refusal
-from tenants.models import Membership, Tenant
+from tenants.models import ApiToken, Membership, Tenant
 from tenants.schema import TenantScopedSchema
+from tenants.throttling import ApiKeyRateThrottle, SlidingWindowThrottle, TenantRateThrottle
+from tenants.tokens import scope_refusal
 
 Need = Permission | None
 
 
 class RolePermission(BasePermission):
-    """Reads (and searches) for every role; writes need the role's right, named by the view, and
-    are refused with the same reason as on the pages."""
+    """Reads (and searches) for every role and scope; writes need the role's right, named by the
+    view, and refused with the same reason as on the pages, and a key whose scope covers them
+    (`read` < `write` < `admin`), refused naming the scope needed. Both are read afresh on every
+    request: the membership and the key are loaded by the authentication each time."""
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         membership = request.auth
-        if not isinstance(membership, Membership):
+        token = getattr(request, REQUEST_TOKEN_ATTRIBUTE, None)
+        if not isinstance(membership, Membership) or not isinstance(token, ApiToken):
             return False
-        refusal = role_refusal(membership, view.required_permission(request))  # type: ignore[attr-defined]
+        need = view.required_permission(request)  # type: ignore[attr-defined]
+        refusal = role_refusal(membership, need) or scope_refusal(token, need)
         if refusal is not None:
             self.message = refusal
         return refusal is None
@@ -37,10 +47,12 @@ class RolePermission(BasePermission):
 
 class TenantScopedMixin(APIView):
     """The base of every REST view: token authentication, the tenant taken from the token, the role
-    check, and querysets and objects scoped to that tenant. None of it can be bypassed: the methods
-    and attributes that decide who is let in and what they see may not be overridden by a subclass
-    (TypeError at class creation). A subclass adds checks, never removes them, by listing them in
-    `extra_permission_classes`; they run after the tenant's and the role's."""
+    and scope check, the rate limits per key and per tenant, and querysets and objects scoped to
+    that tenant. None of it can be bypassed: the methods and attributes that decide who is let in,
+    how often and what they see may not be overridden by a subclass (TypeError at class creation).
+    A subclass adds checks, never removes them, by listing them in `extra_permission_classes`; they
+    run after the tenant's and the role's. It may say a request costs more than one (`throttle_cost`),
+    never less."""
 
     GUARDED = (
         "get_queryset",
@@ -52,9 +64,13 @@ class TenantScopedMixin(APIView):
         "perform_authentication",
         "authentication_classes",
         "permission_classes",
+        "get_throttles",
+        "check_throttles",
+        "throttle_classes",
     )
     authentication_classes = [ApiTokenAuthentication]
     permission_classes = [IsAuthenticated, RolePermission]
+    throttle_classes = [ApiKeyRateThrottle, TenantRateThrottle]
     extra_permission_classes: Sequence[type[BasePermission]] = ()
     schema = TenantScopedSchema()
 
@@ -72,6 +88,31 @@ class TenantScopedMixin(APIView):
 
     def get_permissions(self) -> list[BasePermission]:
         return [IsAuthenticated(), RolePermission(), *(permission() for permission in self.extra_permission_classes)]
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        return [ApiKeyRateThrottle(), TenantRateThrottle()]
+
+    def check_throttles(self, request: Request) -> None:
+        """The key's limit, then the tenant's; the first refusal answers 429 naming its limit, with
+        Retry-After, and takes back what the others counted for this request."""
+        passed: list[SlidingWindowThrottle] = []
+        for throttle in self.get_throttles():
+            assert isinstance(throttle, SlidingWindowThrottle)  # noqa: S101 (get_throttles is guarded)
+            if not throttle.allow_request(request, self):
+                for earlier in passed:
+                    earlier.undo()
+                raise Throttled(wait=throttle.wait(), detail=throttle.refusal(request, self))
+            passed.append(throttle)
+
+    def throttle_cost(self, request: Request) -> int:
+        """How many requests this one counts as against the rate limits."""
+        return 1
+
+    @property
+    def api_token(self) -> ApiToken:
+        token = getattr(self.request, REQUEST_TOKEN_ATTRIBUTE, None)
+        assert isinstance(token, ApiToken)  # noqa: S101 (RolePermission has checked it)
+        return token
 
     @property
     def membership(self) -> Membership:

@@ -11,11 +11,12 @@ from django.http import HttpRequest, HttpResponseBase
 from tenants.models import Membership
 from tenants.selectors import membership_for_slug
 
-Permission = Literal["upload", "delete", "manage"]
+Permission = Literal["upload", "edit", "delete", "manage"]
 TenantView = Callable[..., HttpResponseBase]
 
 _REFUSALS: dict[Permission, str] = {
     "upload": "Your role in this tenant may search but not upload images.",
+    "edit": "Your role in this tenant may search but not edit images.",
     "delete": "Your role in this tenant may search but not delete images.",
     "manage": "Only owners and admins of this tenant may do this.",
 }

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
 
 
 def default_quota() -> int:
@@ -67,8 +70,21 @@ class Membership(models.Model):
         return self.role != Role.VIEWER
 
     @property
+    def can_edit(self) -> bool:
+        return self.role != Role.VIEWER
+
+    @property
     def can_manage(self) -> bool:
         return self.role in {Role.OWNER, Role.ADMIN}
+
+
+class TokenScope(models.TextChoices):
+    """What an API key may do at most; its user's role may allow less. Ordered: each includes the
+    one before it."""
+
+    READ = "read", "Read: list, get, files, search"
+    WRITE = "write", "Write: also upload, edit, delete"
+    ADMIN = "admin", "Admin: also members, invitations, webhooks, keys"
 
 
 class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
@@ -85,6 +101,8 @@ class ApiToken(models.Model):
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=12, help_text="The key's first characters, to tell keys apart.")
     key_hash = models.CharField(max_length=64, unique=True)
+    # Keys made before scopes existed could do everything their user could: they became `write`.
+    scope = models.CharField(max_length=8, choices=TokenScope.choices, default=TokenScope.WRITE)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -159,3 +177,54 @@ class AuditEvent(models.Model):
             return str(AuditAction(self.action).label)
         except ValueError:
             return self.action
+
+
+class InvitationQuerySet(models.QuerySet["Invitation"]):
+    def pending(self) -> InvitationQuerySet:
+        return self.filter(accepted_at__isnull=True)
+
+
+class Invitation(models.Model):
+    """An e-mail invited into a tenant with a role. The link's token is stored as a hash only and
+    works once, within INVITATION_MAX_AGE_DAYS of the last (re-)sending; re-sending makes a new token,
+    so the older link stops working. A withdrawn invitation is deleted (the audit log keeps it)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                "tenant",
+                Lower("email"),
+                condition=models.Q(accepted_at__isnull=True),
+                name="one_pending_invitation_per_email",
+                violation_error_message="This e-mail already has a pending invitation to this tenant.",
+            )
+        ]
+        indexes = [models.Index(fields=["tenant", "-created_at"])]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.tenant} ({self.role})"
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.sent_at + timedelta(days=settings.INVITATION_MAX_AGE_DAYS)
+
+    @property
+    def is_expired(self) -> bool:
+        return timezone.now() >= self.expires_at

@@ -35,13 +35,20 @@ VALIDATION_ERRORS: dict[str, Any] = {
     "additionalProperties": {"type": "array", "items": {"type": "string"}},
 }
 
+RETRY_AFTER: dict[str, Any] = {
+    "schema": {"type": "integer", "minimum": 0},
+    "description": "Seconds to wait before trying again.",
+}
+
 ERROR_DESCRIPTIONS = {
     "400": "A parameter or field is invalid; each is named with what is wrong.",
     "401": "No token, or an unknown or revoked one.",
-    "403": "The token's role in its tenant may not do this.",
+    "403": "The key's user's role in its tenant may not do this, or the key's scope does not cover it "
+    "(the answer names the scope needed: read, write or admin).",
     "404": "No such object in the token's tenant: the same answer for another tenant's id.",
     "415": "The request body is not of a documented media type.",
-    "429": "Too many invalid tokens from this address; retry after the window.",
+    "429": "Too many invalid tokens from this address, or the key's rate limit (API_RATE_LIMIT) or its "
+    "tenant's (API_TENANT_RATE_LIMIT) is used up: the answer says which; retry after Retry-After seconds.",
 }
 
 
@@ -77,4 +84,6 @@ class TenantScopedSchema(AutoSchema):
                     "content": {"application/json": {"schema": schema}},
                     "description": ERROR_DESCRIPTIONS[code],
                 }
+                if code == "429":
+                    responses[code]["headers"] = {"Retry-After": RETRY_AFTER}
         return dict(sorted(responses.items()))

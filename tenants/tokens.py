@@ -10,7 +10,8 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from tenants.models import ApiToken, Membership, Tenant
+from tenants.decorators import Permission
+from tenants.models import ApiToken, Membership, Tenant, TokenScope
 
 KEY_PREFIX = "isk_"
 # last_used_at is written at most this often per token, so every request does not write a row.
@@ -22,13 +23,39 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def api_token_create(*, tenant: Tenant, user: User, name: str) -> tuple[ApiToken, str]:
-    """Returns the token and its key; the key is not stored and cannot be shown again."""
+# The scope a key needs for what a view requires of the role (None: reading and searching).
+SCOPE_NEEDED: dict[Permission | None, TokenScope] = {
+    None: TokenScope.READ,
+    "upload": TokenScope.WRITE,
+    "edit": TokenScope.WRITE,
+    "delete": TokenScope.WRITE,
+    "manage": TokenScope.ADMIN,
+}
+SCOPE_ORDER = list(TokenScope)
+
+
+def scope_refusal(token: ApiToken, need: Permission | None) -> str | None:
+    """Why this key's scope does not cover `need`, naming the scope needed, or None when it does.
+    The role is checked separately (tenants.decorators.role_refusal): a key can do what both allow."""
+    needed = SCOPE_NEEDED[need]
+    if SCOPE_ORDER.index(TokenScope(token.scope)) >= SCOPE_ORDER.index(needed):
+        return None
+    return f"This API key has the {token.scope} scope; this needs a key with the {needed.value} scope."
+
+
+def api_token_create(*, tenant: Tenant, user: User, name: str, scope: str = TokenScope.WRITE) -> tuple[ApiToken, str]:
+    """Returns the token and its key; the key is not stored and cannot be shown again. The scope
+    limits the key below its user's role (`read`, `write`, `admin`); it never raises it."""
     if not Membership.objects.filter(tenant=tenant, user=user).exists():
         raise ValidationError(f"{user.get_username()} is not a member of {tenant.slug}.")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(
-        tenant=tenant, user=user, name=name.strip() or "API token", prefix=key[:12], key_hash=hash_key(key)
+        tenant=tenant,
+        user=user,
+        name=name.strip() or "API token",
+        prefix=key[:12],
+        key_hash=hash_key(key),
+        scope=scope,
     )
     token.full_clean()
     token.save()

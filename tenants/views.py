@@ -9,13 +9,23 @@ from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_http_methods
 
 from tenants.decorators import tenant_view
-from tenants.models import Membership
+from tenants.models import Membership, TokenScope
 from tenants.selectors import memberships_for_user, tokens_for_member
 from tenants.tokens import api_token_create, api_token_revoke
 
 
 class ApiTokenForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What uses it, e.g. 'DAM sync'.")
+    scope = forms.ChoiceField(
+        choices=TokenScope.choices,
+        initial=TokenScope.READ,
+        required=False,
+        widget=forms.RadioSelect,
+        help_text="The most the key may do; it never does more than your role allows.",
+    )
+
+    def clean_scope(self) -> str:
+        return str(self.cleaned_data.get("scope") or TokenScope.READ)  # the least, unless asked
 
 
 @login_required
@@ -44,7 +54,12 @@ def tokens(request: HttpRequest, membership: Membership) -> HttpResponse:
     tenant = membership.tenant
     form = ApiTokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        token, key = api_token_create(tenant=tenant, user=request.user, name=form.cleaned_data["name"])  # type: ignore[arg-type]
+        token, key = api_token_create(
+            tenant=tenant,
+            user=request.user,  # type: ignore[arg-type]
+            name=form.cleaned_data["name"],
+            scope=form.cleaned_data["scope"],
+        )
         request.session[NEW_KEY_SESSION_KEY] = {"tenant": tenant.slug, "key": key}
         messages.success(request, f"Token {token.name} created. Copy the key now: it is not shown again.")
         return redirect("tenants:tokens", tenant.slug)

@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tenants.models import Tenant
+from tenants.models import Tenant, TokenScope
 from tenants.tokens import api_token_create
 
 
@@ -17,8 +17,15 @@ class Command(BaseCommand):
         parser.add_argument("--tenant", required=True, help="tenant slug")
         parser.add_argument("--user", required=True, help="username of a member of the tenant")
         parser.add_argument("--name", default="command line")
+        parser.add_argument(
+            "--scope",
+            choices=TokenScope.values,
+            default=TokenScope.WRITE,
+            help="read (list, get, search), write (also upload, edit, delete) or admin (also members, "
+            "invitations, webhooks, keys); default write. The user's role may allow less.",
+        )
 
-    def handle(self, *args: Any, tenant: str, user: str, name: str, **options: Any) -> None:
+    def handle(self, *args: Any, tenant: str, user: str, name: str, scope: str, **options: Any) -> None:
         target = Tenant.objects.filter(slug=tenant).first()
         if target is None:
             raise CommandError(f"There is no tenant {tenant!r}.")
@@ -26,8 +33,8 @@ class Command(BaseCommand):
         if member is None:
             raise CommandError(f"There is no user {user!r}.")
         try:
-            token, key = api_token_create(tenant=target, user=member, name=name)
+            token, key = api_token_create(tenant=target, user=member, name=name, scope=scope)
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
-        self.stdout.write(f"Token {token.name!r} for {user} in {target.slug}; it is shown only now:")
+        self.stdout.write(f"Token {token.name!r} ({token.scope}) for {user} in {target.slug}; it is shown only now:")
         self.stdout.write(key)
