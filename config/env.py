@@ -6,6 +6,7 @@ environment must stop the process, not silently pick a default.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,20 @@ def env_rate(name: str, default: str) -> str:
     count, _, period = value.partition("/")
     if not count.isdigit() or int(count) < 1 or period not in RATE_PERIODS:
         raise ImproperlyConfigured(f"{name}={value!r} is not a rate; write it as COUNT/PERIOD, e.g. 1200/minute.")
+    return value
+
+
+def env_json_object(name: str) -> dict[str, str]:
+    """A JSON object of strings, e.g. CHROMA_HEADERS='{"Authorization": "Bearer ..."}'; empty when unset."""
+    raw = env_str(name)
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ImproperlyConfigured(f'{name} must be a JSON object of strings, e.g. {{"X-Header": "value"}}.')
     return value
 
 

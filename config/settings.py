@@ -22,6 +22,7 @@ from config.env import (
     env_choice,
     env_float,
     env_int,
+    env_json_object,
     env_list,
     env_path,
     env_rate,
@@ -227,6 +228,13 @@ CELERY_BEAT_SCHEDULE = {
 # the embedded directory serves the single-process default only.
 CHROMA_URL = env_str("CHROMA_URL")
 CHROMA_PATH = env_path("CHROMA_PATH", DATA_DIR / "chroma")
+# Beyond one node: extra headers for every request (a JSON object, e.g. an auth proxy's), Chroma's
+# token (sent as x-chroma-token, as Chroma Cloud expects), and the tenant and database of distributed
+# Chroma or Chroma Cloud. https in CHROMA_URL turns TLS on.
+CHROMA_HEADERS = env_json_object("CHROMA_HEADERS")
+CHROMA_API_KEY = env_str("CHROMA_API_KEY")
+CHROMA_TENANT = env_str("CHROMA_TENANT", "default_tenant")
+CHROMA_DATABASE = env_str("CHROMA_DATABASE", "default_database")
 if CHROMA_URL == "" and not CELERY_TASK_ALWAYS_EAGER:
     raise ImproperlyConfigured(
         "Workers run in separate processes (REDIS_URL is set), but Chroma is embedded: the embedded "

@@ -38,7 +38,7 @@ from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import InternalError, NotFoundError
 from django.conf import settings
 
-from vectors.layout import TENANT_KEY, MetadataValue, Where
+from vectors.layout import MAX_WHERE_PREDICATES, TENANT_KEY, MetadataValue, Where, where_predicates
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,16 @@ Vectors = npt.NDArray[np.float32]
 class IndexUnavailable(Exception):
     """Chroma cannot be reached right now, or keeps failing in a way known to pass; the operation
     is worth retrying later."""
+
+
+class FilterTooComplex(ValueError):
+    """A `where` with more conditions than Chroma Cloud takes (MAX_WHERE_PREDICATES)."""
+
+
+# Chroma Cloud's limits, kept by every call here so that moving to it (or to distributed Chroma)
+# needs no code change: records per write, results per read.
+MAX_RECORDS_PER_WRITE = 300
+MAX_RESULTS = 300
 
 
 class IndexLocked(IndexUnavailable):
@@ -86,11 +96,19 @@ _collections: dict[str, Collection] = {}
 def _make_client() -> ClientAPI:
     chroma_settings = ChromaSettings(anonymized_telemetry=False)
     if settings.CHROMA_URL:
+        # A Chroma server (`chroma run`, behind TLS and an auth proxy if need be), distributed Chroma or
+        # Chroma Cloud: one client, told apart by the URL, the headers, the tenant and the database.
         url = urlsplit(settings.CHROMA_URL)
+        headers = dict(settings.CHROMA_HEADERS)
+        if settings.CHROMA_API_KEY:
+            headers["x-chroma-token"] = settings.CHROMA_API_KEY
         return chromadb.HttpClient(
             host=url.hostname or "localhost",
             port=url.port or (443 if url.scheme == "https" else 8000),
             ssl=url.scheme == "https",
+            headers=headers or None,
+            tenant=settings.CHROMA_TENANT,
+            database=settings.CHROMA_DATABASE,
             settings=chroma_settings,
         )
     settings.CHROMA_PATH.mkdir(parents=True, exist_ok=True)
@@ -242,7 +260,43 @@ def scoped_where(tenant: TenantScoped, where: Where | None = None) -> Where:
     condition: Where = {TENANT_KEY: {"$eq": _tenant_key(tenant)}}
     if not where:
         return condition
+    if where_predicates(where) + 1 > MAX_WHERE_PREDICATES:
+        raise FilterTooComplex(
+            f"A filter of at most {MAX_WHERE_PREDICATES - 1} conditions, not {where_predicates(where)}."
+        )
     return {"$and": [condition, where]}
+
+
+def _chunks(items: Sequence[Any], size: int = MAX_RECORDS_PER_WRITE) -> list[Sequence[Any]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def _get(
+    collection: Collection, *, where: Where | None, include: list[str], ids: Sequence[str] = ()
+) -> dict[str, list[Any]]:
+    """`collection.get` in reads of at most MAX_RESULTS records (by ids, or page by page), merged."""
+    merged: dict[str, list[Any]] = {"ids": [], "embeddings": [], "metadatas": []}
+    options: dict[str, Any] = {"include": include}
+    if where:
+        options["where"] = where
+    if ids:
+        pages = [
+            _call("get", collection.get, ids=list(chunk), **options) for chunk in _chunks(_unique(ids), MAX_RESULTS)
+        ]
+    else:
+        pages, offset = [], 0
+        while True:
+            page = _call("get", collection.get, limit=MAX_RESULTS, offset=offset, **options)
+            pages.append(page)
+            offset += MAX_RESULTS
+            if len(page["ids"]) < MAX_RESULTS:
+                break
+    for page in pages:
+        merged["ids"].extend(page["ids"])
+        for key in ("embeddings", "metadatas"):
+            if page.get(key) is not None:
+                merged[key].extend(page[key])
+    return merged
 
 
 def upsert_vectors(
@@ -263,13 +317,16 @@ def upsert_vectors(
         if TENANT_KEY in metadata:
             raise ValueError(f"Metadata may not set {TENANT_KEY!r}; the index sets it.")
         tagged.append({**metadata, TENANT_KEY: key})
-    _call(
-        "upsert",
-        _collection(tenant, space).upsert,
-        ids=list(ids),
-        embeddings=np.asarray(embeddings, dtype=np.float32),
-        metadatas=tagged,
-    )
+    collection, vectors = _collection(tenant, space), np.asarray(embeddings, dtype=np.float32)
+    for start in range(0, len(ids), MAX_RECORDS_PER_WRITE):
+        end = start + MAX_RECORDS_PER_WRITE
+        _call(
+            "upsert",
+            collection.upsert,
+            ids=list(ids[start:end]),
+            embeddings=vectors[start:end],
+            metadatas=tagged[start:end],
+        )
 
 
 def update_metadata(
@@ -289,10 +346,10 @@ def update_metadata(
         if TENANT_KEY in metadata:
             raise ValueError(f"Metadata may not set {TENANT_KEY!r}; the index sets it.")
     collection = _collection(tenant, space)
-    held = set(_call("get", collection.get, ids=_unique(ids), where=scoped_where(tenant), include=[])["ids"])
+    held = set(_get(collection, ids=ids, where=scoped_where(tenant), include=[])["ids"])
     rows = [(id_, dict(metadata)) for id_, metadata in zip(ids, metadatas, strict=True) if id_ in held]
-    if rows:
-        _call("update", collection.update, ids=[id_ for id_, _ in rows], metadatas=[m for _, m in rows])
+    for chunk in _chunks(rows):
+        _call("update", collection.update, ids=[id_ for id_, _ in chunk], metadatas=[m for _, m in chunk])
 
 
 def _unique(ids: Sequence[str]) -> list[str]:
@@ -302,7 +359,9 @@ def _unique(ids: Sequence[str]) -> list[str]:
 
 def delete_vectors(*, tenant: TenantScoped, space: str | None = None, ids: Sequence[str]) -> None:
     if ids:
-        _call("delete", _collection(tenant, space).delete, ids=_unique(ids), where=scoped_where(tenant))
+        collection = _collection(tenant, space)
+        for chunk in _chunks(_unique(ids)):
+            _call("delete", collection.delete, ids=list(chunk), where=scoped_where(tenant))
 
 
 def delete_tenant_vectors(*, tenant: TenantScoped, space: str | None = None) -> None:
@@ -317,11 +376,11 @@ def delete_tenant_vectors(*, tenant: TenantScoped, space: str | None = None) -> 
 def fetch_vectors(*, tenant: TenantScoped, space: str | None = None, ids: Sequence[str]) -> dict[str, Vector]:
     if not ids:
         return {}
-    result = _call(
-        "get", _collection(tenant, space).get, ids=_unique(ids), where=scoped_where(tenant), include=["embeddings"]
-    )
-    embeddings = result["embeddings"] if result["embeddings"] is not None else []
-    return {id_: np.asarray(vector, dtype=np.float32) for id_, vector in zip(result["ids"], embeddings, strict=True)}
+    result = _get(_collection(tenant, space), ids=ids, where=scoped_where(tenant), include=["embeddings"])
+    return {
+        id_: np.asarray(vector, dtype=np.float32)
+        for id_, vector in zip(result["ids"], result["embeddings"], strict=True)
+    }
 
 
 def fetch_metadata(
@@ -329,10 +388,8 @@ def fetch_metadata(
 ) -> dict[str, Mapping[str, MetadataValue]]:
     if not ids:
         return {}
-    result = _call(
-        "get", _collection(tenant, space).get, ids=_unique(ids), where=scoped_where(tenant), include=["metadatas"]
-    )
-    return dict(zip(result["ids"], result["metadatas"] or [], strict=True))
+    result = _get(_collection(tenant, space), ids=ids, where=scoped_where(tenant), include=["metadatas"])
+    return dict(zip(result["ids"], result["metadatas"], strict=True))
 
 
 def count_vectors(*, tenant: TenantScoped, space: str | None = None) -> int:
@@ -359,7 +416,7 @@ def query_vectors(
         "query",
         collection.query,
         query_embeddings=np.asarray(embedding, dtype=np.float32).reshape(1, -1),
-        n_results=limit,
+        n_results=min(limit, MAX_RESULTS),
         include=["distances", "metadatas"],
         **options,
     )
@@ -375,8 +432,7 @@ def query_vectors(
 
 def vector_ids(*, tenant: TenantScoped, space: str | None = None) -> set[str]:
     """Ids of the tenant's vectors (tagged with its key) for the current model."""
-    result = _call("get", _collection(tenant, space).get, where=scoped_where(tenant), include=[])
-    return set(result["ids"])
+    return set(_get(_collection(tenant, space), where=scoped_where(tenant), include=[])["ids"])
 
 
 def remove_untagged_vectors(*, tenant: TenantScoped, space: str | None = None) -> int:
@@ -384,20 +440,25 @@ def remove_untagged_vectors(*, tenant: TenantScoped, space: str | None = None) -
     No query can return them (results are checked against the key), but they must not linger."""
     collection = _collection(tenant, space)
     key = _tenant_key(tenant)
-    result = _call("get", collection.get, include=["metadatas"])
+    result = _get(collection, where=None, include=["metadatas"])
     strays = [
-        id_ for id_, metadata in zip(result["ids"], result["metadatas"] or [], strict=True)
+        id_ for id_, metadata in zip(result["ids"], result["metadatas"], strict=True)
         if (metadata or {}).get(TENANT_KEY) != key
     ]  # fmt: skip
-    if strays:
-        _call("delete", collection.delete, ids=strays)
+    for chunk in _chunks(strays):
+        _call("delete", collection.delete, ids=list(chunk))
     return len(strays)
 
 
 def stored_tenant_keys(space: str | None = None) -> set[str]:
     """The tenant keys that have a collection in the space."""
     model = _space(space)
-    collections = _call("list_collections", lambda: _connected().list_collections())
+    collections: list[Collection] = []
+    while True:
+        page = _call("list_collections", _connected().list_collections, limit=MAX_RESULTS, offset=len(collections))
+        collections.extend(page)
+        if len(page) < MAX_RESULTS:
+            break
     keys = set()
     for collection in collections:
         metadata = collection.metadata or {}

@@ -28,6 +28,21 @@ def image_metadata(*, category: str, source: str, uploaded_at: datetime, tags: I
     return metadata
 
 
+def image_metadata_change(
+    *, category: str, source: str, uploaded_at: datetime, tags: Iterable[str], removed_tags: Iterable[str] = ()
+) -> dict[str, MetadataValue | None]:
+    """What to send `vectors.index.update_metadata` for an image whose metadata changed: the whole
+    record, and each tag it no longer has as None (Chroma merges keys; None removes one)."""
+    current = list(tags)
+    change: dict[str, MetadataValue | None] = dict(
+        image_metadata(category=category, source=source, uploaded_at=uploaded_at, tags=current)
+    )
+    for tag in removed_tags:
+        if tag not in current:
+            change[f"{TAG_PREFIX}{tag}"] = None
+    return change
+
+
 def filters_where(
     *,
     category: str = "",
@@ -51,3 +66,21 @@ def filters_where(
     if not conditions:
         return None
     return conditions[0] if len(conditions) == 1 else {"$and": conditions}
+
+
+# Chroma Cloud (and distributed Chroma) refuses a `where` of more conditions than this; the index
+# keeps every query inside it, so moving there needs no code change.
+MAX_WHERE_PREDICATES = 8
+
+
+def where_predicates(where: Where | None) -> int:
+    """The conditions a `where` clause holds, `$and`/`$or` groups unpacked."""
+    if not where:
+        return 0
+    count = 0
+    for key, value in where.items():
+        if key in {"$and", "$or"}:
+            count += sum(where_predicates(part) for part in value)
+        else:
+            count += 1
+    return count
