@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv run worker beat chroma test test-fast lint format services system-deps check-model bench-ingest bench-query bench-latency bench-load gpu-wheels clean
+.PHONY: venv run worker beat chroma test test-fast lint format services system-deps check-model bench-ingest bench-api-ingest bench-query bench-latency bench-load gpu-wheels clean
 
 venv: $(VENV)/.installed
 
@@ -27,7 +27,8 @@ run: venv
 
 ## The full local stack's parts, each in its own terminal (see README): needs REDIS_URL, DATABASE_URL, CHROMA_URL.
 chroma: venv
-	$(VENV)/bin/chroma run --path $${CHROMA_DATA:-var/chroma-server} --host 127.0.0.1 --port $${CHROMA_PORT:-8001}
+	CHROMA_PERSIST_PATH=$${CHROMA_DATA:-var/chroma-server} CHROMA_LISTEN_ADDRESS=127.0.0.1 CHROMA_PORT=$${CHROMA_PORT:-8001} \
+	  $(VENV)/bin/chroma run config/chroma.yaml
 
 worker: venv
 	$(VENV)/bin/celery -A config worker --pool=solo --loglevel=INFO
@@ -64,6 +65,10 @@ format: venv
 ## Benchmarks (see README): figures and ratios against a baseline measured in the same run.
 bench-ingest: venv
 	$(PY) -m bench.ingest
+
+## Uploads through the REST API, one file per request from 1 and 4 clients, against Chroma's pipeline (about 15 minutes).
+bench-api-ingest: venv services
+	$(PY) -m bench.api_ingest
 
 bench-query: venv
 	$(PY) -m bench.query

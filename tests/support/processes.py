@@ -109,16 +109,24 @@ class ChromaServer(LocalServer):
 
     what = "the Chroma server"
 
-    def __init__(self, path: Path, *, log: Path) -> None:
+    def __init__(self, path: Path, *, log: Path, config: Path = ROOT / "config" / "chroma.yaml") -> None:
         super().__init__(log=log)
         self.path = path
+        self.config = config
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        return [
-            str(VENV_BIN / "chroma"), "run", "--path", str(self.path), "--host", "127.0.0.1", "--port", str(self.port),
-        ]  # fmt: skip
+        return [str(VENV_BIN / "chroma"), "run", str(self.config)]
+
+    def start(self, *, wait: bool = True, **overrides: str) -> None:
+        """As `make chroma` starts it: the project's config/chroma.yaml, this port and folder."""
+        where = {
+            "CHROMA_PERSIST_PATH": str(self.path),
+            "CHROMA_PORT": str(self.port),
+            "CHROMA_LISTEN_ADDRESS": "127.0.0.1",
+        }
+        super().start(wait=wait, **where, **overrides)
 
     def alive(self) -> bool:
         return answers(f"{self.url}/api/v2/heartbeat", 200)
