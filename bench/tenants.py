@@ -1,0 +1,190 @@
+"""Many tenants on one Chroma server: a long tail of tenant sizes (most under 50 images, a few of
+`--largest`), synthetic unit vectors written through the service's own index door (vectors.index),
+one server started with the project's config/chroma.yaml. Prints the server's resident memory (in
+all and per tenant), its disk, text-query latency per size class for a tenant's first query after a
+restart (cold) and warm, the p95 of a query right after a write, recall@10 against exact search for
+every class, and the ingest rate into the largest tenant against a collection with Chroma's default
+persistence (the layout before the bounded pool), measured in the same run.
+
+`python -m bench.tenants --tenants 10000` is the full run (about 1,000,000 vectors);
+`--tenants 30 --largest 300` is the suite's small version."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench._common import machine, median, percentile, setup_django
+from tests.support.processes import ChromaServer
+
+DIMENSIONS = 512
+CLASSES = ((50, "<=50"), (1_000, "51-1,000"), (5_000, "1,001-5,000"), (10**9, ">5,000"))
+
+
+@dataclass(frozen=True)
+class BenchTenant:
+    vector_key: str
+    size: int
+    seed: int
+
+    def vectors(self) -> np.ndarray:
+        """The tenant's vectors, made again from its seed whenever needed (never all kept in memory)."""
+        rng = np.random.default_rng(self.seed)
+        centre = rng.normal(size=DIMENSIONS)
+        vectors = (centre + 1.5 * rng.normal(size=(self.size, DIMENSIONS))).astype(np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def tenant_sizes(count: int, largest: int, seed: int) -> list[int]:
+    """A long tail: one tenant in a thousand of `largest`, one in a hundred of a tenth of it, the rest
+    Pareto-distributed from 5 (most under 50), capped at 1,000."""
+    rng = np.random.default_rng(seed)
+    sizes = [int(min(1_000, 5 * (1 + rng.pareto(1.1)))) for _ in range(count)]
+    for i in range(max(1, count // 100)):
+        sizes[i] = max(sizes[i], largest // 10)
+    for i in range(max(1, count // 1000)):
+        sizes[i] = largest
+    return sizes
+
+
+def size_class(size: int) -> str:
+    return next(name for limit, name in CLASSES if size <= limit)
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+def disk_mb(path: Path) -> float:
+    return int(subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True).stdout.split()[0]) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tenants", type=int, default=10_000)
+    parser.add_argument("--largest", type=int, default=20_000)
+    parser.add_argument("--sample", type=int, default=40, help="tenants queried per size class")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="imagesearch-tenants-"))
+    output = Path(os.environ.get("TEST_OUTPUT_DIR", "test-output"))
+    server = ChromaServer(workdir / "chroma", log=output / "bench-tenants-chroma.log")
+    server.start()
+    try:
+        setup_django(workdir=workdir, CHROMA_URL=server.url, CLIP_PRETRAINED="random", CLIP_MODEL="ViT-B-32")
+        run(args, server)
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, server: ChromaServer) -> None:
+    import chromadb
+
+    from vectors import index
+
+    rng = np.random.default_rng(args.seed)
+    sizes = tenant_sizes(args.tenants, args.largest, args.seed)
+    tenants = [BenchTenant(f"bench-{i:05d}", size, args.seed * 100_003 + i) for i, size in enumerate(sizes)]
+    print(f"machine: {machine()}")
+    print(f"{len(tenants):,} tenants, {sum(sizes):,} vectors; sizes: median {int(median(sizes))}, "
+          f"{sum(s <= 50 for s in sizes) / len(sizes):.0%} at most 50, largest {max(sizes):,}")  # fmt: skip
+
+    started = time.perf_counter()
+    largest_rate = 0.0
+    for number, tenant in enumerate(tenants):
+        vectors = tenant.vectors()
+        ids = [f"{tenant.vector_key}-{i}" for i in range(tenant.size)]
+        write_started = time.perf_counter()
+        index.upsert_vectors(
+            tenant=tenant, ids=ids, embeddings=vectors, metadatas=[{"category": "bench"}] * tenant.size
+        )
+        if tenant.size == args.largest and not largest_rate:
+            largest_rate = tenant.size / (time.perf_counter() - write_started)
+        if number % 500 == 499:
+            print(f"  {number + 1:,} tenants written, {time.perf_counter() - started:.0f} s, "
+                  f"server {rss_mb(server.process.pid):.0f} MB", flush=True)  # fmt: skip
+    written = time.perf_counter() - started
+
+    # The same largest tenant into a collection with Chroma's default persistence, in the same run.
+    host, port = server.url.removeprefix("http://").split(":")
+    client = chromadb.HttpClient(host=host, port=int(port))
+    baseline_config = {k: v for k, v in index.HNSW_CONFIGURATION.items() if k not in index.HNSW_SMALL}
+    baseline = client.create_collection(
+        "bench-baseline", configuration={"hnsw": baseline_config}, embedding_function=None
+    )
+    big = next(t for t in tenants if t.size == args.largest)
+    vectors = big.vectors()
+    baseline_started = time.perf_counter()
+    for start in range(0, big.size, index.MAX_RECORDS_PER_WRITE):
+        end = start + index.MAX_RECORDS_PER_WRITE
+        baseline.add(ids=[str(i) for i in range(start, min(end, big.size))], embeddings=vectors[start:end])
+    baseline_rate = big.size / (time.perf_counter() - baseline_started)
+    client.delete_collection("bench-baseline")
+
+    memory = rss_mb(server.process.pid)
+    print(f"written in {written:.0f} s; server resident {memory:.0f} MB after writing "
+          f"({memory / len(tenants) * 1024:.0f} KB per tenant, {memory / (sum(sizes) / 100_000):.0f} MB per 100,000 vectors); "
+          f"disk {disk_mb(server.path):.0f} MB")  # fmt: skip
+    print(f"ingest into a tenant of {big.size:,}: {largest_rate:.0f} vectors/s with the pool's persistence, "
+          f"{baseline_rate:.0f} with Chroma's default, ratio {largest_rate / baseline_rate:.2f}")  # fmt: skip
+
+    by_class: dict[str, list[BenchTenant]] = {}
+    for tenant in tenants:
+        by_class.setdefault(size_class(tenant.size), []).append(tenant)
+    sample = {
+        name: [members[i] for i in rng.permutation(len(members))[: args.sample]] for name, members in by_class.items()
+    }
+
+    server.stop()
+    server.start()  # cold: every index must come back from disk
+    index.reset_connection()
+    cold: dict[str, list[float]] = {}
+    warm: dict[str, list[float]] = {}
+    recall: dict[str, list[float]] = {}
+    for name, members in sample.items():
+        for tenant in members:
+            vectors = tenant.vectors()
+            query = vectors[rng.integers(0, tenant.size)] + 0.3 * rng.normal(size=DIMENSIONS).astype(np.float32)
+            query /= np.linalg.norm(query)
+            began = time.perf_counter()
+            hits = index.query_vectors(tenant=tenant, embedding=query, limit=10)
+            cold.setdefault(name, []).append((time.perf_counter() - began) * 1000)
+            began = time.perf_counter()
+            index.query_vectors(tenant=tenant, embedding=query, limit=10)
+            warm.setdefault(name, []).append((time.perf_counter() - began) * 1000)
+            exact = {f"{tenant.vector_key}-{i}" for i in np.argsort(-(vectors @ query))[:10]}
+            recall.setdefault(name, []).append(len(exact & {h.id for h in hits}) / min(10, tenant.size))
+    print(f"server resident after the cold queries: {rss_mb(server.process.pid):.0f} MB")
+    for name in (name for _, name in CLASSES if name in sample):
+        print(f"  {name:>12}: {len(by_class[name]):>6,} tenants; cold p50 {median(cold[name]):.1f} ms "
+              f"p95 {percentile(cold[name], 95):.1f}; warm p50 {median(warm[name]):.1f} p95 {percentile(warm[name], 95):.1f}; "
+              f"recall@10 mean {np.mean(recall[name]):.3f} worst {min(recall[name]):.3f}")  # fmt: skip
+
+    after_write = []
+    for tenant in [t for members in sample.values() for t in members][: args.sample]:
+        vector = tenant.vectors()[:1]
+        index.upsert_vectors(
+            tenant=tenant, ids=[f"{tenant.vector_key}-new"], embeddings=vector, metadatas=[{"category": "new"}]
+        )
+        began = time.perf_counter()
+        hits = index.query_vectors(tenant=tenant, embedding=vector[0], limit=10)
+        after_write.append((time.perf_counter() - began) * 1000)
+        assert f"{tenant.vector_key}-new" in {h.id for h in hits}, "a vector just written was not found"
+    print(f"query right after a write: p50 {median(after_write):.1f} ms, p95 {percentile(after_write, 95):.1f} ms "
+          f"({len(after_write)} tenants, every new vector found)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
