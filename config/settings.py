@@ -221,6 +221,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "ingestion.tasks.requeue_stale_assets",
         "schedule": env_int("STALE_SWEEP_SECONDS", 300, minimum=10),
     },
+    "resume-interrupted-bulk-actions": {"task": "ingestion.tasks.resume_bulk_actions", "schedule": 120},
 }
 
 # --- Chroma -----------------------------------------------------------------------------------

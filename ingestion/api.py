@@ -12,18 +12,21 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
 from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ingestion.forms import MetadataFiltersForm, UploadForm
+from ingestion.forms import AssetFiltersForm, ImageMetadataForm, UploadForm
 from ingestion.imaging import ALLOWED_FORMATS
-from ingestion.models import AssetStatus, ImageAsset, parse_tags
+from ingestion.models import MAX_TAG_LENGTH, MAX_TAGS, AssetStatus, ImageAsset, parse_tags
 from ingestion.services.deletion import asset_delete
+from ingestion.services.editing import asset_update_metadata
 from ingestion.services.upload import UploadOutcome, assets_upload
 from ingestion.uploadhandlers import early_refusals
 from ingestion.views import original_file_response, stored_file_response
 from tenants.api import Need, TenantScopedMixin
+from tenants.audit import audit_record_for_request
+from tenants.models import AuditAction
 from tenants.schema import ERROR
 
 
@@ -108,10 +111,44 @@ class ImageUploadSerializer(serializers.Serializer[Any]):
     )
 
 
-class ImageListParams(MetadataFiltersForm):
-    """The list's filters: the search filters (one `tag` here, normalised as stored), and a status."""
+class ImageEditSerializer(serializers.Serializer[Any]):
+    """The edit as the schema shows it; `ingestion.forms.ImageMetadataForm` validates it, as on the
+    image's page and for an upload. A field left out keeps its value."""
 
-    status = forms.ChoiceField(required=False, choices=AssetStatus.choices)
+    category = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    source = serializers.CharField(required=False, allow_blank=True, max_length=100)  # type: ignore[assignment]
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=MAX_TAG_LENGTH),
+        required=False,
+        max_length=MAX_TAGS,
+        help_text="the image's tags, replacing the ones it has (normalised: trimmed, lower-cased, de-duplicated)",
+    )
+
+
+def edit_form(asset: ImageAsset, data: Any) -> ImageMetadataForm:
+    """A PATCH body as the edit form's data: each field given replaces the image's, the others keep it."""
+    if not isinstance(data, dict):
+        raise DRFValidationError({"detail": "Send a JSON object with category, source and/or tags."})
+    values: dict[str, str] = {"category": asset.category, "source": asset.source, "tags": ",".join(asset.tags)}
+    errors: dict[str, list[str]] = {}
+    for name in values:
+        if name not in data:
+            continue
+        value = data[name]
+        if name == "tags" and isinstance(value, list) and all(isinstance(tag, str) for tag in value):
+            value = ",".join(value)
+        if not isinstance(value, str):
+            errors[name] = ["Give a list of words." if name == "tags" else "Give a text."]
+            continue
+        values[name] = value
+    if errors:
+        raise DRFValidationError(errors)
+    return ImageMetadataForm(values)
+
+
+class ImageListParams(AssetFiltersForm):
+    """The list's filters: the library page's (one `tag` here, normalised as stored)."""
+
     tag = forms.CharField(required=False, max_length=50)
 
     def clean(self) -> dict[str, Any]:
@@ -151,12 +188,14 @@ class ImageViewSet(
     queryset = ImageAsset.objects.select_related("tenant").order_by("-created_at")
     serializer_class = ImageSerializer
     pagination_class = ImagePagination
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
     lookup_value_converter = "uuid"
 
     def required_permission(self, request: Request) -> Need:
         if request.method == "POST" and self.action == "create":
             return "upload"
+        if request.method == "PATCH":
+            return "edit"
         if request.method == "DELETE":
             return "delete"
         return None
@@ -173,9 +212,7 @@ class ImageViewSet(
         params = ImageListParams(self.request.query_params)
         if not params.is_valid():
             raise form_errors(params)
-        if params.cleaned_data["status"]:
-            queryset = queryset.filter(status=params.cleaned_data["status"])
-        return params.filters.apply(queryset)
+        return params.apply(queryset)
 
     @extend_schema(
         parameters=[
@@ -191,7 +228,10 @@ class ImageViewSet(
         return super().list(request, *args, **kwargs)
 
     @extend_schema(
-        request=ImageUploadSerializer,
+        request={
+            "multipart/form-data": ImageUploadSerializer,
+            "application/x-www-form-urlencoded": ImageUploadSerializer,
+        },
         responses={
             201: ImageSerializer,
             200: DuplicateImageSerializer,
@@ -233,13 +273,37 @@ class ImageViewSet(
             return Response(merged.data, status=status.HTTP_200_OK)
         return Response(ImageSerializer(outcome.asset).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(
+        request={"application/json": ImageEditSerializer},
+        responses={200: ImageSerializer, 503: INDEX_DOWN_RESPONSE},
+    )
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Changes the image's category, source and/or tags, validated as for an upload. The index has
+        the new values at once (a filter on a new tag finds the image, on a removed one no longer
+        does); nothing is embedded again. Chroma out of reach changes nothing (503)."""
+        asset = self.get_object()
+        form = edit_form(asset, request.data)
+        if not form.is_valid():
+            raise form_errors(form)
+        changed = asset_update_metadata(asset=asset, **form.cleaned_data)
+        if changed:
+            audit_record_for_request(
+                request, tenant=self.tenant, action=AuditAction.IMAGE_EDITED, target=asset.original_filename,
+                detail={"image": str(asset.id), "changed": changed},
+            )  # fmt: skip
+        return Response(ImageSerializer(asset).data)
+
     @extend_schema(responses={204: None, 503: INDEX_DOWN_RESPONSE})
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Deletes the image: its vector, row, file and thumbnail."""
         return super().destroy(request, *args, **kwargs)
 
     def perform_destroy(self, instance: ImageAsset) -> None:
+        name, image = instance.original_filename, str(instance.id)
         asset_delete(asset=instance)  # the vector goes first: Chroma out of reach deletes nothing (503)
+        audit_record_for_request(
+            self.request, tenant=self.tenant, action=AuditAction.IMAGE_DELETED, target=name, detail={"image": image}
+        )
 
     @extend_schema(responses={(200, media_type): OpenApiTypes.BINARY for _, media_type in ALLOWED_FORMATS.values()})
     @action(detail=True, methods=["get"])

@@ -18,6 +18,7 @@ import threading
 from django.conf import settings
 from django.db import close_old_connections
 
+from ingestion.services.bulk import bulk_actions_resume
 from ingestion.services.pipeline import assets_embed_next_batch, assets_requeue_interrupted
 from vectors.embedding import EmbeddingModelUnavailable
 from vectors.index import IndexUnavailable
@@ -71,6 +72,9 @@ def _run() -> None:
         requeued = assets_requeue_interrupted()
         if requeued:
             logger.info("%d images left processing by the previous run are pending again", requeued)
+        resumed = bulk_actions_resume(at_start=True)
+        if resumed:
+            logger.info("%d library actions left unfinished by the previous run are running again", resumed)
     finally:
         close_old_connections()
     last_error = ""

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
+from django.db.models import QuerySet
 
 from ingestion.filters import MetadataFilters
-from ingestion.models import parse_tags, validate_tags
+from ingestion.models import AssetStatus, BulkActionKind, ImageAsset, parse_tags, validate_tags
 from vectors.layout import MAX_WHERE_PREDICATES, where_predicates
 
 
@@ -117,3 +119,88 @@ class MetadataFiltersForm(forms.Form):
             uploaded_from=data.get("uploaded_from"),
             uploaded_to=data.get("uploaded_to"),
         )
+
+
+class AssetFiltersForm(MetadataFiltersForm):
+    """The metadata filters and an image's status: what the library page and the API's list filter by."""
+
+    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *AssetStatus.choices])
+
+    def apply(self, queryset: QuerySet[ImageAsset]) -> QuerySet[ImageAsset]:
+        status = self.cleaned_data.get("status")
+        return self.filters.apply(queryset.filter(status=status) if status else queryset)
+
+
+LIBRARY_SORTS = [
+    ("newest", "Newest first"),
+    ("oldest", "Oldest first"),
+    ("name", "File name A–Z"),
+    ("name_desc", "File name Z–A"),
+    ("largest", "Largest first"),
+    ("smallest", "Smallest first"),
+]
+
+
+class LibraryParamsForm(AssetFiltersForm):
+    """The library page's query: the filters, the order, and where the page starts (a cursor)."""
+
+    sort = forms.ChoiceField(required=False, choices=LIBRARY_SORTS)
+    after = forms.CharField(required=False, max_length=300, widget=forms.HiddenInput)
+    before = forms.CharField(required=False, max_length=300, widget=forms.HiddenInput)
+
+    def clean_sort(self) -> str:
+        return self.cleaned_data.get("sort") or "newest"
+
+
+class UUIDListField(forms.Field):
+    """Image ids, as checkboxes send them; anything that is not an id is refused by name."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value: Any) -> list[uuid.UUID]:
+        values = value if isinstance(value, list | tuple) else ([value] if value else [])
+        ids = []
+        for raw in values:
+            try:
+                ids.append(uuid.UUID(str(raw)))
+            except ValueError:
+                raise forms.ValidationError(f"{str(raw)[:40]!r} is not an image id.", code="invalid") from None
+        return list(dict.fromkeys(ids))
+
+
+class BulkActionForm(forms.Form):
+    """An action on many images: the ones chosen on the page (`ids`), or all that match the
+    library's filter (`scope=filter`, the filter carried in fields prefixed `f-`). `key` comes with
+    the page and makes sending the same form twice one action."""
+
+    MAX_CHOSEN = 1000
+
+    action = forms.ChoiceField(choices=BulkActionKind.choices)
+    action_tags = forms.CharField(required=False, max_length=2000, label="Tags")
+    action_value = forms.CharField(required=False, max_length=100, label="Category or source")
+    scope = forms.ChoiceField(
+        choices=[("selected", "The images selected"), ("filter", "Every image matching the filter")],
+        initial="selected",
+        widget=forms.RadioSelect,
+    )
+    ids = UUIDListField(required=False)
+    key = forms.CharField(max_length=64, widget=forms.HiddenInput)
+
+    def clean_action_tags(self) -> list[str]:
+        return clean_tag_list(self.cleaned_data.get("action_tags") or "")
+
+    def clean_ids(self) -> list[uuid.UUID]:
+        ids: list[uuid.UUID] = self.cleaned_data.get("ids") or []
+        if len(ids) > self.MAX_CHOSEN:
+            raise forms.ValidationError(
+                f"At most {self.MAX_CHOSEN} images one by one; choose “every image matching the filter” for more."
+            )
+        return ids
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("action") in {BulkActionKind.ADD_TAGS, BulkActionKind.REMOVE_TAGS} and not data.get("action_tags"):
+            self.add_error("action_tags", "Give the tags to add or remove.")
+        if data.get("scope") == "selected" and "ids" in data and not data["ids"]:
+            self.add_error("ids", "Select at least one image, or choose every image matching the filter.")
+        return data

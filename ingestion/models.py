@@ -111,3 +111,74 @@ class ImageAsset(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in {AssetStatus.READY, AssetStatus.FAILED}
+
+
+class BulkActionKind(models.TextChoices):
+    DELETE = "delete", "Delete"
+    ADD_TAGS = "add_tags", "Add tags"
+    REMOVE_TAGS = "remove_tags", "Remove tags"
+    SET_CATEGORY = "set_category", "Set category"
+    SET_SOURCE = "set_source", "Set source"
+    REQUEUE = "requeue", "Re-queue failed"
+
+
+class BulkActionStatus(models.TextChoices):
+    PENDING = "pending", "Waiting"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Stopped"
+
+
+class BulkAction(models.Model):
+    """One action on many images of a tenant, run in steps that each commit (`ingestion.services.
+    bulk`): the images chosen (`asset_ids`), or every image matching a filter (`filters`) that was
+    uploaded by the time the action was asked for (`cutoff`), taken in upload order from `cursor`
+    on, so a step run twice (a worker died, the task came again) changes nothing more. `key` is the
+    form's: the same request sent twice makes one action."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="bulk_actions")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    key = models.CharField(max_length=64)
+    kind = models.CharField(max_length=16, choices=BulkActionKind.choices)
+    tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
+    value = models.CharField(max_length=100, blank=True, help_text="the category or source to set")
+    asset_ids = models.JSONField(default=list, blank=True)
+    filters = models.JSONField(default=dict, blank=True)
+    cutoff = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=16, choices=BulkActionStatus.choices, default=BulkActionStatus.PENDING)
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    changed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="the first reasons images were refused")
+    cursor = models.JSONField(null=True, blank=True, help_text="the last image done: [uploaded at, id]")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "key"], name="unique_bulk_action_key")]
+        indexes = [models.Index(fields=["tenant", "-created_at"]), models.Index(fields=["status", "updated_at"])]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on {self.total} images ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in {BulkActionStatus.DONE, BulkActionStatus.FAILED}
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else min(100, round(100 * self.processed / self.total))
+
+    @property
+    def description(self) -> str:
+        what = {
+            BulkActionKind.ADD_TAGS: f"Add {', '.join('#' + t for t in self.tags)}",
+            BulkActionKind.REMOVE_TAGS: f"Remove {', '.join('#' + t for t in self.tags)}",
+            BulkActionKind.SET_CATEGORY: f"Set category to “{self.value}”" if self.value else "Clear the category",
+            BulkActionKind.SET_SOURCE: f"Set source to “{self.value}”" if self.value else "Clear the source",
+        }.get(BulkActionKind(self.kind), self.get_kind_display())
+        return f"{what} on {self.total} image{'s' if self.total != 1 else ''}"

@@ -5,6 +5,7 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_init
 
+from ingestion.services.bulk import bulk_action_run, bulk_actions_resume
 from ingestion.services.pipeline import assets_embed
 from ingestion.services.requeue import assets_requeue_stale
 from vectors.embedding import EmbeddingModelUnavailable, get_embedder
@@ -30,6 +31,27 @@ def embed_assets(self: Any, asset_ids: list[str]) -> dict[str, int]:
 @shared_task(name="ingestion.tasks.requeue_stale_assets")
 def requeue_stale_assets() -> int:
     return assets_requeue_stale()
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=12,
+    name="ingestion.tasks.run_bulk_action",
+)
+def run_bulk_action(self: Any, action_id: str) -> None:
+    try:
+        bulk_action_run(action_id=action_id)
+    except IndexUnavailable as exc:
+        # The action waits, resumable, where it stopped; the beat's resume_bulk_actions takes it up
+        # again should the retries run out.
+        raise self.retry(exc=exc, countdown=min(2 ** (self.request.retries + 1), 300)) from exc
+
+
+@shared_task(name="ingestion.tasks.resume_bulk_actions")
+def resume_bulk_actions() -> int:
+    return bulk_actions_resume()
 
 
 @worker_init.connect

@@ -1,23 +1,41 @@
 from __future__ import annotations
 
+import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from ingestion.forms import UploadForm
+from ingestion.forms import BulkActionForm, LibraryParamsForm, UploadForm
 from ingestion.imaging import ALLOWED_FORMATS
-from ingestion.models import AssetStatus, ImageAsset
-from ingestion.selectors import asset_for_tenant, assets_by_ids, recent_assets, status_counts, tenant_storage_used
+from ingestion.models import AssetStatus, BulkAction, BulkActionKind, ImageAsset
+from ingestion.selectors import (
+    BadCursor,
+    asset_for_tenant,
+    assets_by_ids,
+    bulk_action_for_tenant,
+    bulk_actions_for_tenant,
+    library_page,
+    recent_assets,
+    status_counts,
+    status_counts_of,
+    tenant_storage_used,
+)
+from ingestion.services.bulk import bulk_action_start
 from ingestion.services.upload import UploadOutcome, assets_upload
 from ingestion.uploadhandlers import early_refusals
+from tenants.audit import audit_record_for_request
 from tenants.decorators import tenant_view
-from tenants.models import Membership
+from tenants.models import AuditAction, Membership
+
+LIBRARY_PAGE_SIZE = 60
 
 # What an image is waiting for, in words, while the upload page watches it.
 STATUS_DETAILS: dict[str, str] = {
@@ -175,3 +193,147 @@ def thumbnail(request: HttpRequest, membership: Membership, asset_id: str) -> Fi
 @tenant_view()
 def original(request: HttpRequest, membership: Membership, asset_id: str) -> FileResponse:
     return original_file_response(asset_for_tenant(membership.tenant, asset_id))
+
+
+def _library_context(membership: Membership, params: LibraryParamsForm) -> dict[str, Any]:
+    """The grid, its counts and the links around it, for valid parameters."""
+    tenant = membership.tenant
+    images = ImageAsset.objects.for_tenant(tenant)
+    matching = params.filters.apply(images)  # before the status filter: the counts per status
+    counts = status_counts_of(matching)
+    status = params.cleaned_data.get("status") or ""
+    chosen = matching.filter(status=status) if status else matching
+    page = library_page(
+        chosen,
+        sort=params.cleaned_data["sort"],
+        size=LIBRARY_PAGE_SIZE,
+        after=params.cleaned_data.get("after") or "",
+        before=params.cleaned_data.get("before") or "",
+    )
+    query = {k: v for k, v in params.data.items() if k not in {"after", "before"} and v}
+    return {
+        "page": page,
+        "status_chips": [(value, label, counts[value]) for value, label in AssetStatus.choices],
+        "any_status": sum(counts.values()),
+        "matching": counts[status] if status else sum(counts.values()),
+        "all_images": images.count(),
+        "query": urlencode(query),
+        "filter_query": urlencode({k: v for k, v in query.items() if k not in {"status", "sort"}}),
+        "filter_fields": {f"f-{k}": v for k, v in query.items() if k != "sort"},
+        "status": status,
+    }
+
+
+@require_GET
+@tenant_view()
+def library(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """Every image of the tenant as a grid: filtered (the search's filters and a status), sorted, a
+    page at a time by keyset; editors select images and act on them."""
+    action_form = BulkActionForm(initial={"key": uuid.uuid4().hex, "scope": "selected"})
+    return _render_library(request, membership, LibraryParamsForm(request.GET), action_form)
+
+
+def _render_library(
+    request: HttpRequest,
+    membership: Membership,
+    params: LibraryParamsForm,
+    action_form: BulkActionForm,
+    status: int = 200,
+) -> HttpResponse:
+    tenant = membership.tenant
+    context: dict[str, Any] = {
+        "tenant": tenant,
+        "membership": membership,
+        "params": params,
+        "action_form": action_form,
+        "actions": bulk_actions_for_tenant(tenant),
+        "page": None,
+    }
+    if params.is_valid():
+        try:
+            context.update(_library_context(membership, params))
+        except BadCursor as exc:
+            params.add_error(None, str(exc))
+            status = 400
+    else:
+        status = 400
+    return render(request, "ingestion/library.html", context, status=status)
+
+
+# How a bulk action appears in the audit log (re-queueing changes no one's data: not logged).
+BULK_AUDIT = {
+    BulkActionKind.DELETE: AuditAction.IMAGE_DELETED,
+    BulkActionKind.ADD_TAGS: AuditAction.IMAGE_EDITED,
+    BulkActionKind.REMOVE_TAGS: AuditAction.IMAGE_EDITED,
+    BulkActionKind.SET_CATEGORY: AuditAction.IMAGE_EDITED,
+    BulkActionKind.SET_SOURCE: AuditAction.IMAGE_EDITED,
+}
+
+
+@require_POST
+@tenant_view(require="edit")
+def bulk_action_create(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """Acts on the images selected, or on every image matching the filter (carried in `f-` fields);
+    small actions finish here, larger ones in the background with their progress on the library."""
+    tenant = membership.tenant
+    form = BulkActionForm(request.POST)
+    params = LibraryParamsForm({k.removeprefix("f-"): v for k, v in request.POST.items() if k.startswith("f-")})
+    back_query = QueryDict(request.POST.get("back", ""))
+    if not form.is_valid() or not params.is_valid():
+        return _render_library(request, membership, LibraryParamsForm(back_query), form, status=400)
+    data = form.cleaned_data
+    kind = BulkActionKind(data["action"])
+    if kind == BulkActionKind.DELETE and not membership.can_delete:
+        raise PermissionDenied("Your role in this tenant may search but not delete images.")
+    action, created = bulk_action_start(
+        tenant=tenant,
+        created_by=request.user,  # type: ignore[arg-type]
+        key=data["key"],
+        kind=kind,
+        tags=data["action_tags"],
+        value=data["action_value"],
+        asset_ids=data["ids"] if data["scope"] == "selected" else [],
+        filters=params.filters if data["scope"] == "filter" else None,
+        status=params.cleaned_data.get("status") or "",
+    )
+    if created and kind in BULK_AUDIT:
+        audit_record_for_request(
+            request, tenant=tenant, action=BULK_AUDIT[kind], target=action.description,
+            detail={"bulk_action": str(action.id), "images": action.total},
+        )  # fmt: skip
+    _announce(request, action)
+    back = reverse("ingestion:library", args=[tenant.slug])
+    return redirect(f"{back}?{back_query.urlencode()}" if back_query else back)
+
+
+def _announce(request: HttpRequest, action: BulkAction) -> None:
+    if action.status == "done":
+        note = f" {action.failed} refused: {' '.join(action.errors[:3])}" if action.failed else ""
+        messages.success(request, f"{action.description}: done, {action.changed} changed.{note}")
+    elif action.status == "failed":
+        messages.error(request, f"{action.description}: {' '.join(action.errors[-1:])}")
+    else:
+        messages.info(request, f"{action.description}: running in the background; its progress is below.")
+
+
+def bulk_action_json(action: BulkAction) -> dict[str, Any]:
+    return {
+        "id": str(action.id),
+        "description": action.description,
+        "status": action.status,
+        "status_label": action.get_status_display(),
+        "total": action.total,
+        "processed": action.processed,
+        "changed": action.changed,
+        "failed": action.failed,
+        "errors": action.errors,
+        "percent": action.percent,
+        "final": action.is_final,
+    }
+
+
+@require_GET
+@tenant_view()
+def bulk_action_status(request: HttpRequest, membership: Membership, action_id: str) -> JsonResponse:
+    """An action's progress, for the library page's script."""
+    return JsonResponse(bulk_action_json(bulk_action_for_tenant(membership.tenant, action_id)))

@@ -11,4 +11,5 @@ urlpatterns = [
     path("t/<slug:tenant_slug>/images/<uuid:asset_id>/", views.detail, name="detail"),
     path("t/<slug:tenant_slug>/images/<uuid:asset_id>/similar/", views.similar, name="similar"),
     path("t/<slug:tenant_slug>/images/<uuid:asset_id>/delete/", views.delete, name="delete"),
+    path("t/<slug:tenant_slug>/images/<uuid:asset_id>/edit/", views.edit, name="edit"),
 ]

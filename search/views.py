@@ -8,13 +8,17 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from ingestion.forms import ImageMetadataForm
+from ingestion.models import ImageAsset
 from ingestion.selectors import asset_for_tenant, status_counts
 from ingestion.services.deletion import asset_delete
+from ingestion.services.editing import asset_update_metadata
 from ingestion.uploadhandlers import early_refusals
 from search.forms import ImageQueryForm, SearchParamsForm
 from search.services import SearchResult, SimilarUnavailable, search_by_image, search_by_text, search_similar
+from tenants.audit import audit_record_for_request
 from tenants.decorators import tenant_view
-from tenants.models import Membership
+from tenants.models import AuditAction, Membership
 from vectors.index import IndexUnavailable
 
 INDEX_DOWN = "The search index cannot be reached right now; please try again in a minute."
@@ -110,13 +114,48 @@ def similar(request: HttpRequest, membership: Membership, asset_id: str) -> Http
     return _page(request, membership, params, results=results, heading=heading, similar_to=asset)
 
 
+def metadata_form_for(asset: ImageAsset) -> ImageMetadataForm:
+    return ImageMetadataForm(
+        initial={"category": asset.category, "source": asset.source, "tags": ", ".join(asset.tags)}
+    )
+
+
+def _detail(
+    request: HttpRequest, membership: Membership, asset: ImageAsset, form: ImageMetadataForm, status: int = 200
+) -> HttpResponse:
+    context = {"tenant": membership.tenant, "membership": membership, "asset": asset, "form": form}
+    return render(request, "search/detail.html", context, status=status)
+
+
 @require_GET
 @tenant_view()
 def detail(request: HttpRequest, membership: Membership, asset_id: str) -> HttpResponse:
     asset = asset_for_tenant(membership.tenant, asset_id)
-    return render(
-        request, "search/detail.html", {"tenant": membership.tenant, "membership": membership, "asset": asset}
-    )
+    return _detail(request, membership, asset, metadata_form_for(asset))
+
+
+@require_POST
+@tenant_view(require="edit")
+def edit(request: HttpRequest, membership: Membership, asset_id: str) -> HttpResponse:
+    """The image's category, source and tags, validated as for an upload; the index has them at once."""
+    asset = asset_for_tenant(membership.tenant, asset_id)
+    form = ImageMetadataForm(request.POST)
+    if not form.is_valid():
+        return _detail(request, membership, asset, form, status=400)
+    try:
+        changed = asset_update_metadata(asset=asset, **form.cleaned_data)
+    except IndexUnavailable:
+        messages.error(request, f"{asset.original_filename} was not changed. {INDEX_DOWN}")
+        return _detail(request, membership, asset, form, status=503)
+    if changed:
+        audit_record_for_request(
+            request, tenant=membership.tenant, action=AuditAction.IMAGE_EDITED, target=asset.original_filename,
+            detail={"image": str(asset.id), "changed": changed},
+        )  # fmt: skip
+        messages.success(request, f"Saved the {' and '.join(changed)} of {asset.original_filename}.")
+    else:
+        messages.info(request, "Nothing changed.")
+    return redirect("search:detail", membership.tenant.slug, asset.id)
 
 
 @require_POST

@@ -47,3 +47,11 @@ def test_a_short_load_run_ends_with_no_server_error_no_lost_image_and_no_cross_t
     uploads = next(line for line in output.splitlines() if line.strip().startswith("upload "))
     assert int(uploads.split()[1]) > 0, output
     assert "requests/s" in output
+
+
+def test_the_tenants_benchmark_reports_memory_latency_and_recall_per_size_class():
+    output = run("bench.tenants", "--tenants", "30", "--largest", "300", "--sample", "3")
+    assert "server resident" in output and "ingest into a tenant of 300" in output, output
+    classes = [line for line in output.splitlines() if "recall@10 mean" in line]
+    assert len(classes) >= 2, output
+    assert "every new vector found" in output

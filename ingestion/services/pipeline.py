@@ -28,7 +28,7 @@ from ingestion.models import AssetStatus, ImageAsset
 from vectors import index
 from vectors.embedding import get_embedder
 from vectors.index import Vector
-from vectors.layout import image_metadata
+from vectors.layout import image_metadata, image_metadata_change
 
 logger = logging.getLogger(__name__)
 
@@ -202,13 +202,14 @@ def _embed_claimed(assets: Sequence[ImageAsset], report: EmbedReport) -> None:
         by_tenant[asset.tenant_id].append((asset, vector))
     if not work:
         return
+    written = _current_metadata(work)  # an edit made while the batch was being embedded counts
     try:
         for rows in by_tenant.values():
             index.upsert_vectors(
                 tenant=rows[0][0].tenant,
                 ids=[str(asset.id) for asset, _ in rows],
                 embeddings=np.stack([vector for _, vector in rows]),
-                metadatas=[vector_metadata(asset) for asset, _ in rows],
+                metadatas=[vector_metadata(written.get(asset.id, asset)) for asset, _ in rows],
             )
     except index.IndexUnavailable:
         _release([asset.id for asset in work])
@@ -218,6 +219,34 @@ def _embed_claimed(assets: Sequence[ImageAsset], report: EmbedReport) -> None:
         status=AssetStatus.READY, failure_reason="", embedded_at=timezone.now(), updated_at=timezone.now()
     )
     report.ready.extend(str(i) for i in ready_ids)
+    try:
+        _catch_up_metadata(written)
+    except index.IndexUnavailable:  # the images are ready; `reconcile_index` can repair their records
+        logger.warning("Could not bring edited metadata to the index", exc_info=True)
+
+
+def _current_metadata(assets: Sequence[ImageAsset]) -> dict[uuid.UUID, ImageAsset]:
+    """The images' rows as they are now (their metadata may have been edited since the claim)."""
+    return ImageAsset.objects.select_related("tenant").in_bulk([asset.id for asset in assets])
+
+
+def _catch_up_metadata(written: dict[uuid.UUID, ImageAsset]) -> None:
+    """An edit committed between reading the rows and writing their vectors found no record to
+    change: the records get the rows' metadata now (`ingestion.services.editing` does the rest)."""
+    for asset in ImageAsset.objects.select_related("tenant").filter(id__in=list(written)):
+        before = written[asset.id]
+        if (asset.category, asset.source, asset.tags) != (before.category, before.source, before.tags):
+            removed = [t for t in before.tags if t not in asset.tags]
+            index.update_metadata(
+                tenant=asset.tenant,
+                ids=[str(asset.id)],
+                metadatas=[
+                    image_metadata_change(
+                        category=asset.category, source=asset.source, uploaded_at=asset.created_at,
+                        tags=asset.tags, removed_tags=removed,
+                    )
+                ],
+            )  # fmt: skip
 
 
 def _embed_stored_images(assets: Sequence[ImageAsset], report: EmbedReport) -> Iterator[tuple[ImageAsset, Vector]]:
