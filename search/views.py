@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -14,8 +15,17 @@ from ingestion.selectors import asset_for_tenant, status_counts
 from ingestion.services.deletion import asset_delete
 from ingestion.services.editing import asset_update_metadata
 from ingestion.uploadhandlers import early_refusals
-from search.forms import ImageQueryForm, SearchParamsForm
-from search.services import SearchResult, SimilarUnavailable, search_by_image, search_by_text, search_similar
+from search.forms import SORT_LABELS, ImageQueryForm, SearchPageParamsForm, SearchParamsForm
+from search.query_pictures import KeptPicture, picture_keep, picture_recall
+from search.services import (
+    EmptyQuery,
+    SearchPage,
+    SimilarUnavailable,
+    embed_query_picture,
+    search_by_picture,
+    search_by_text,
+    search_similar,
+)
 from tenants.audit import audit_record_for_request
 from tenants.decorators import tenant_view
 from tenants.models import AuditAction, Membership
@@ -24,47 +34,90 @@ from vectors.index import IndexUnavailable
 INDEX_DOWN = "The search index cannot be reached right now; please try again in a minute."
 
 
+def _link(base: QueryDict, **changes: object) -> str:
+    """A query string with every parameter of this search, `changes` applied (None removes one)."""
+    query = base.copy()
+    for key, value in changes.items():
+        if value is None:
+            query.pop(key, None)
+        else:
+            query[key] = str(value)
+    pairs = [(key, value) for key, values in query.lists() for value in values if value != ""]
+    return "?" + urlencode(pairs)
+
+
 def _page(
     request: HttpRequest,
     membership: Membership,
     params: SearchParamsForm,
     *,
-    results: list[SearchResult] | None = None,
+    found: SearchPage | None = None,
     heading: str = "",
     status: int = 200,
+    base: QueryDict | None = None,
+    picture: KeptPicture | None = None,
     **extra: Any,
 ) -> HttpResponse:
     counts = status_counts(membership.tenant)
+    base = (request.GET if base is None else base).copy()
+    base.pop("page", None)
+    valid = params.is_bound and params.is_valid()
+    raw = params.data if params.is_bound else QueryDict()
+    getlist = getattr(raw, "getlist", None)
     context = {
         "tenant": membership.tenant,
         "membership": membership,
         "params": params,
         "image_form": extra.pop("image_form", None) or ImageQueryForm(),
-        "results": results,
+        "found": found,
+        "results": found.results if found is not None else None,
         "heading": heading,
         "counts": counts,
         "in_progress": counts["pending"] + counts["processing"],
         "total": sum(counts.values()),
-        "min_score": params.cleaned_data.get("min_score") if params.is_bound and params.is_valid() else None,
+        "min_score": params.cleaned_data.get("min_score") if valid else None,
+        "q_values": [v for v in getlist("q") if v.strip()] if getlist else [],
+        "not_values": [v for v in getlist("not") if v.strip()] if getlist else [],
+        "picture": picture,
         **extra,
     }
+    if found is not None:
+        context["sort_links"] = [
+            (label, _link(base, sort=None if key == "score" else key), key == found.sort)
+            for key, label in SORT_LABELS.items()
+        ]
+        context["previous_url"] = _link(base, page=found.page - 1) if found.has_previous else None
+        context["next_url"] = _link(base, page=found.page + 1) if found.has_next else None
+        context["first_rank"] = (found.page - 1) * found.limit + 1
+        context["last_rank"] = (found.page - 1) * found.limit + len(found.results)
+    if picture is not None:
+        context["without_picture_url"] = _link(base, picture=None)
     return render(request, "search/search.html", context, status=status)
+
+
+def _words(params: SearchParamsForm) -> str:
+    heading = " + ".join(f"“{text}”" for text in params.texts)
+    if params.negatives:
+        heading += " not " + ", ".join(f"“{text}”" for text in params.negatives)
+    return heading
 
 
 @require_http_methods(["GET", "POST"])
 @tenant_view()
 def search(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """Text on a GET; a dropped picture is POSTed, embedded once and kept in the session, so that
+    the links of its results (pages, orders) are GETs carrying `picture=<token>`."""
     tenant = membership.tenant
-    params = SearchParamsForm(request.POST if request.method == "POST" else (request.GET or None))
+    data = request.POST if request.method == "POST" else (request.GET or None)
+    params = SearchPageParamsForm(data)
     if not params.is_bound:
         return _page(request, membership, params)
     if not params.is_valid():
         return _page(request, membership, params, status=400)
-    options = {
-        "limit": params.cleaned_data["limit"],
-        "filters": params.filters,
-        "min_score": params.cleaned_data["min_score"],
-    }
+    options = {"texts": params.texts, "negatives": params.negatives, **params.options}
+    image_weight = params.cleaned_data["image_weight"]
+    picture: KeptPicture | None = None
+    base: QueryDict = request.GET
     try:
         if request.method == "POST":
             image_form = ImageQueryForm(request.POST, request.FILES)
@@ -74,16 +127,36 @@ def search(request: HttpRequest, membership: Membership) -> HttpResponse:
                 return _page(request, membership, params, image_form=image_form, status=400)
             upload = image_form.cleaned_data["image"]
             try:
-                results = search_by_image(tenant=tenant, file=upload, byte_size=upload.size or 0, **options)
+                embedded = embed_query_picture(file=upload, byte_size=upload.size or 0)
             except ValidationError as exc:
                 image_form.add_error("image", exc)
                 return _page(request, membership, params, image_form=image_form, status=400)
-            return _page(request, membership, params, results=results, heading=f"Pictures like {upload.name}")
-        text = params.cleaned_data["q"]
-        if not text:
+            picture = picture_keep(request, tenant=tenant, name=upload.name or "picture", picture=embedded)
+            posted = request.POST.copy()
+            posted.pop("csrfmiddlewaretoken", None)
+            posted["picture"] = picture.token
+            base = posted
+        elif params.cleaned_data["picture"]:
+            picture = picture_recall(request, tenant=tenant, token=params.cleaned_data["picture"])
+            if picture is None:
+                params.add_error("picture", "That query picture is no longer kept; drop it again.")
+                return _page(request, membership, params, status=400)
+        if picture is not None:
+            found = search_by_picture(tenant=tenant, picture=picture.vector, image_weight=image_weight, **options)
+            heading = f"Pictures like {picture.name}" + (f" and {_words(params)}" if params.texts else "")
+            if params.negatives and not params.texts:
+                heading += _words(params)
+            return _page(request, membership, params, found=found, heading=heading, base=base, picture=picture)
+        if not params.texts:
+            if params.negatives:
+                params.add_error("q", "Describe what the picture shows, not only what it must not show.")
+                return _page(request, membership, params, status=400)
             return _page(request, membership, params)
-        results = search_by_text(tenant=tenant, text=text, **options)
-        return _page(request, membership, params, results=results, heading=f"“{text}”")
+        found = search_by_text(tenant=tenant, text=options.pop("texts"), **options)
+        return _page(request, membership, params, found=found, heading=_words(params))
+    except EmptyQuery as exc:
+        params.add_error("not", str(exc))
+        return _page(request, membership, params, status=400, picture=picture)
     except IndexUnavailable:
         messages.error(request, INDEX_DOWN)
         return _page(request, membership, params, status=503)
@@ -96,22 +169,24 @@ def similar(request: HttpRequest, membership: Membership, asset_id: str) -> Http
     params = SearchParamsForm(request.GET)
     if not params.is_valid():
         return _page(request, membership, params, status=400, similar_to=asset)
-    heading = f"More like {asset.original_filename}"
+    heading = f"More like {asset.original_filename}" + (f" and {_words(params)}" if params.texts else "")
+    if params.negatives and not params.texts:
+        heading += _words(params)
     try:
-        results = search_similar(
-            tenant=membership.tenant,
-            asset=asset,
-            limit=params.cleaned_data["limit"],
-            filters=params.filters,
-            min_score=params.cleaned_data["min_score"],
-        )
+        found = search_similar(
+            tenant=membership.tenant, asset=asset, texts=params.texts, negatives=params.negatives,
+            image_weight=params.cleaned_data["image_weight"], **params.options,
+        )  # fmt: skip
     except SimilarUnavailable as exc:
         messages.info(request, str(exc))
         return _page(request, membership, params, similar_to=asset, heading=heading, status=409)
+    except EmptyQuery as exc:
+        params.add_error("not", str(exc))
+        return _page(request, membership, params, similar_to=asset, status=400)
     except IndexUnavailable:
         messages.error(request, INDEX_DOWN)
         return _page(request, membership, params, similar_to=asset, status=503)
-    return _page(request, membership, params, results=results, heading=heading, similar_to=asset)
+    return _page(request, membership, params, found=found, heading=heading, similar_to=asset)
 
 
 def metadata_form_for(asset: ImageAsset) -> ImageMetadataForm:
