@@ -129,6 +129,14 @@ class ClipEmbedder:
         if spec.name not in open_clip.list_models():
             raise EmbeddingModelUnavailable(f"CLIP_MODEL={spec.name!r} is not an OpenCLIP model name; try 'ViT-B-32'.")
         self.model_key = model_key(spec)
+        unreachable = _hub_unreachable(spec)
+        if unreachable:
+            raise EmbeddingModelUnavailable(
+                f"Could not load the weights CLIP_PRETRAINED={spec.pretrained!r} for CLIP_MODEL={spec.name!r}: they "
+                f"are not downloaded yet and {unreachable}. Allow the download from Hugging Face on first run, or "
+                f"set CLIP_PRETRAINED to the path of a local checkpoint file, or set CLIP_PRETRAINED={RANDOM_WEIGHTS} "
+                "for untrained weights whose results mean nothing."
+            )
         try:
             with _quiet_download_logs():
                 if spec.uses_random_weights:
@@ -243,6 +251,30 @@ class ClipEmbedder:
             features = encoder(batch).float()
             features = features / features.norm(dim=-1, keepdim=True)
         return features.cpu().numpy()  # type: ignore[no-any-return]
+
+
+def _hub_unreachable(spec: ModelSpec) -> str:
+    """Why pretrained weights that are not in the download cache cannot be fetched now, in words, or
+    "" when they can (or are cached, or named by path). One quick look instead of Hugging Face's
+    client retrying every file for a minute before it gives up."""
+    import httpx
+    import huggingface_hub
+    from open_clip import pretrained
+
+    if spec.uses_random_weights or spec.checkpoint_path is not None or huggingface_hub.constants.HF_HUB_OFFLINE:
+        return ""
+    repository = (pretrained.get_pretrained_cfg(spec.name, spec.pretrained) or {}).get("hf_hub", "").strip("/")
+    if not repository:
+        return ""  # a tag downloaded from elsewhere: open_clip reports what goes wrong
+    names = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+    if any(isinstance(huggingface_hub.try_to_load_from_cache(repository, name), str) for name in names):
+        return ""
+    endpoint = huggingface_hub.constants.ENDPOINT
+    try:
+        httpx.head(endpoint, timeout=10)
+    except httpx.HTTPError as exc:
+        return f"{endpoint} cannot be reached ({type(exc).__name__})"
+    return ""
 
 
 @contextlib.contextmanager
