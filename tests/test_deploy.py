@@ -7,7 +7,11 @@ import secrets
 import subprocess
 import sys
 
+import pytest
+
 from tests.testenv import ROOT
+
+pytestmark = pytest.mark.slow  # manage.py processes
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

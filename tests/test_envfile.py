@@ -7,7 +7,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.testenv import ROOT
+
+pytestmark = pytest.mark.slow  # Python processes, one a manage.py
 
 
 def run(env: dict[str, str], *args: str) -> str:

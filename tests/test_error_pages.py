@@ -30,6 +30,7 @@ def assert_json_error(response, status: int, detail: str) -> None:
     assert (response.status_code, response.json()) == (status, {"detail": detail})
 
 
+@pytest.mark.slow  # two Python processes
 def test_debug_is_off_unless_asked():
     """`make run` (no DJANGO_ENV, no DJANGO_DEBUG) is how a user runs the product."""
 

@@ -32,6 +32,9 @@ os.environ["IMAGESEARCH_ENV_FILE"] = ""  # a developer's .env must not reach the
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/imagesearch")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")
+# The test databases need no crash safety: commits (transactional tests commit and truncate after
+# every test) do not wait for the disk. Children (workers, manage.py) inherit it.
+os.environ.setdefault("PGOPTIONS", "-c synchronous_commit=off")
 os.environ["TASKS_IN_PROCESS"] = "1"
 os.environ["DATA_DIR"] = str(_scratch)
 os.environ["CLIP_MODEL"] = TEST_MODEL

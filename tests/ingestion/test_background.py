@@ -73,6 +73,7 @@ def test_images_a_previous_run_left_processing_are_pending_again_at_start(settin
     assert (outcome.asset.status, outcome.asset.attempts) == (AssetStatus.PENDING, 1)
 
 
+@pytest.mark.slow  # a second Python process
 def test_a_second_process_cannot_open_the_embedded_index_while_one_holds_it(settings, db):
     settings.CHROMA_URL = ""
     index.reset_connection()

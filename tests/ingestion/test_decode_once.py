@@ -48,6 +48,7 @@ def decodes(monkeypatch):
     return count
 
 
+@pytest.mark.slow  # Chroma's own OpenCLIP function: a second model
 def test_uploads_are_embedded_from_their_derivative_with_the_reference_vectors(transactional_db, acme, bob, decodes):
     photos = photographs()
     files = [SimpleUploadedFile(name, data) for name, data in photos.items()]

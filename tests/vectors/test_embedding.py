@@ -135,6 +135,7 @@ def test_the_cpu_tower_is_rearranged_and_gives_the_plain_models_numbers(precisio
             )
 
 
+@pytest.mark.slow  # two models of its own, one packed for the CPU
 @pytest.mark.parametrize("fault", ["raises", "disagrees"])
 def test_packed_blocks_that_fail_their_probe_are_left_plain(monkeypatch, fault):
     """A oneDNN that cannot run the private packed ops (another torch, another CPU) or runs them
@@ -193,6 +194,7 @@ def test_unknown_model_name_is_refused():
         ClipEmbedder(ModelSpec(name="ViT-Nope", pretrained="random", device="cpu"))
 
 
+@pytest.mark.slow  # two models of its own
 def test_random_weights_only_when_asked_and_reproducible_across_processes():
     spec = ModelSpec(name=TEST_MODEL, pretrained="random", device="cpu", seed=7)
     assert spec.uses_random_weights
@@ -212,6 +214,7 @@ def test_each_model_and_weights_get_their_own_vector_space():
     assert len(keys) == 4
 
 
+@pytest.mark.slow  # models of its own
 def test_a_text_only_model_holds_no_image_tower_and_embeds_texts_the_same():
     spec = ModelSpec(name=TEST_MODEL, pretrained=str(CHECKPOINT), device="cpu")
     text_only = ClipEmbedder(spec, towers=("text",))
@@ -226,6 +229,7 @@ def test_a_text_only_model_holds_no_image_tower_and_embeds_texts_the_same():
         text_only.embed_images([load_rgb(str(SAMPLES / "dog.jpg"))])
 
 
+@pytest.mark.slow  # models of its own
 def test_a_process_that_only_searches_text_loads_only_the_text_tower(monkeypatch):
     from vectors import embedding
 
