@@ -5,11 +5,14 @@ from rest_framework.routers import SimpleRouter
 
 from ingestion.api import ImageViewSet
 from search.api import SearchView, SimilarView
+from tenants.people_api import InvitationViewSet, MemberViewSet
 
 app_name = "api"
 
 router = SimpleRouter()
 router.register("images", ImageViewSet, basename="image")
+router.register("members", MemberViewSet, basename="member")
+router.register("invitations", InvitationViewSet, basename="invitation")
 
 urlpatterns = [
     path("search/", SearchView.as_view(), name="search"),

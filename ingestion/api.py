@@ -21,7 +21,7 @@ from ingestion.imaging import ALLOWED_FORMATS
 from ingestion.models import MAX_TAG_LENGTH, MAX_TAGS, AssetStatus, ImageAsset, parse_tags
 from ingestion.services.deletion import asset_delete
 from ingestion.services.editing import asset_update_metadata
-from ingestion.services.upload import UploadOutcome, assets_upload
+from ingestion.services.upload import UploadOutcome, assets_upload, upload_summary
 from ingestion.uploadhandlers import early_refusals
 from ingestion.views import original_file_response, stored_file_response
 from tenants.api import Need, TenantScopedMixin
@@ -262,6 +262,11 @@ class ImageViewSet(
                 category=form.cleaned_data["category"],
                 source=form.cleaned_data["source"],
                 tags=form.cleaned_data["tags"],
+            )
+        if outcomes:
+            target, detail = upload_summary(outcomes)
+            audit_record_for_request(
+                request, tenant=self.tenant, action=AuditAction.IMAGES_UPLOADED, target=target, detail=detail
             )
         if several:
             return Response({"results": [_upload_result(o) for o in outcomes]}, status=status.HTTP_207_MULTI_STATUS)

@@ -243,5 +243,12 @@ def delete(request: HttpRequest, membership: Membership, asset_id: str) -> HttpR
     except IndexUnavailable:
         messages.error(request, f"{name} was not deleted. {INDEX_DOWN}")
         return redirect("search:detail", membership.tenant.slug, asset_id)
+    audit_record_for_request(
+        request,
+        tenant=membership.tenant,
+        action=AuditAction.IMAGE_DELETED,
+        target=name,
+        detail={"image": str(asset_id)},
+    )
     messages.success(request, f"Deleted {name}.")
     return redirect("search:search", membership.tenant.slug)

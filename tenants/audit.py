@@ -8,14 +8,17 @@ another tenant's entries."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from rest_framework.request import Request
 
-from tenants.models import ApiToken, AuditAction, AuditEvent, Tenant
+from tenants.models import ApiToken, AuditAction, AuditEvent, Membership, Tenant
 from tenants.ratelimit import client_address
 
 # The attribute ApiTokenAuthentication sets on the request to the key that authenticated it.
@@ -34,7 +37,8 @@ def audit_record(
 ) -> AuditEvent:
     """Adds one entry to the tenant's log. `action` is an `AuditAction` value (ValueError for any
     other); `target` names what was acted on for a person (a username, an e-mail, a file name);
-    `detail` holds what else is worth keeping (counts, old and new roles), JSON-serialisable."""
+    `detail` holds what else is worth keeping (counts, old and new roles): JSON, with ids, dates and
+    times turned into text."""
     action = AuditAction(action).value
     if api_token is not None and api_token.tenant_id != tenant.pk:
         raise ValueError("The API key belongs to another tenant.")
@@ -50,7 +54,7 @@ def audit_record(
         api_token_label=f"{api_token.name} ({api_token.prefix}…)" if api_token is not None else "",
         address=address[:64],
         target=target[:300],
-        detail=detail or {},
+        detail=json.loads(json.dumps(detail or {}, cls=DjangoJSONEncoder)),  # ids, dates and times as text
     )
     event.full_clean()
     event.save()
@@ -78,6 +82,34 @@ def audit_record_for_request(
     )
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who does something to a tenant's people: their membership (whose role decides what they may
+    do), the API key when it comes through the API, and the client's address, for the log."""
+
+    membership: Membership
+    api_token: ApiToken | None = None
+    address: str = ""
+
+    @classmethod
+    def of_request(cls, request: HttpRequest | Request, membership: Membership) -> Actor:
+        token = getattr(request, REQUEST_TOKEN_ATTRIBUTE, None)
+        return cls(membership, token, client_address(request))  # type: ignore[arg-type]
+
+    def record(
+        self, *, action: str, target: str = "", detail: dict[str, Any] | None = None, tenant: Tenant | None = None
+    ) -> AuditEvent:
+        return audit_record(
+            tenant=tenant or self.membership.tenant,
+            action=action,
+            actor_user=self.membership.user,
+            api_token=self.api_token,
+            target=target,
+            detail=detail,
+            address=self.address,
+        )
+
+
 def audit_events_for_tenant(
     tenant: Tenant, *, actor_user_id: int | None = None, action: str | None = None
 ) -> QuerySet[AuditEvent]:
@@ -88,3 +120,14 @@ def audit_events_for_tenant(
     if action:
         events = events.filter(action=action)
     return events.order_by("-created_at", "-id")
+
+
+def audit_actors_for_tenant(tenant: Tenant) -> list[tuple[int, str]]:
+    """The people (user id, name) who appear in the tenant's log, by name: the log's person filter."""
+    rows = (
+        AuditEvent.objects.filter(tenant=tenant, actor_user__isnull=False)
+        .values_list("actor_user_id", "actor_user__username")
+        .distinct()
+        .order_by("actor_user__username")
+    )
+    return [(int(user_id), str(username)) for user_id, username in rows]

@@ -31,6 +31,9 @@ PAGES = [
     ("search:detail", "get", True, (200, 200, 404, 302)),
     ("search:similar", "get", True, (200, 200, 404, 302)),
     ("search:delete", "post", True, (302, 403, 404, 302)),
+    ("tenants:members", "get", False, (403, 403, 404, 302)),
+    ("tenants:audit-log", "get", False, (403, 403, 404, 302)),
+    ("tenants:invite", "post", False, (403, 403, 404, 302)),
 ]
 
 # (path with {id}, method, expected status for member / viewer / other / anonymous)

@@ -22,19 +22,25 @@ import pytest
 from django.contrib.admin import ModelAdmin
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
+from django.core import mail
 from django.core.files.storage import default_storage
 from django.db.models import Model, UUIDField
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from django.urls.resolvers import RegexPattern, RoutePattern
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 from rest_framework.test import APIClient
 
-from ingestion.models import ImageAsset
-from tenants.audit import audit_record
-from tenants.models import ApiToken, AuditAction, AuditEvent, Membership, Tenant
+from ingestion.models import BulkAction, ImageAsset
+from tenants.audit import Actor, audit_record
+from tenants.invitations import hash_token, invitation_create
+from tenants.models import ApiToken, AuditAction, AuditEvent, Invitation, Membership, Tenant, TokenScope
+from tenants.tokens import api_token_create
 from tests.testenv import SAMPLES
 from tests.two_tenants import Seeded, leaked, seed_two_tenants
 from vectors import index
+from webhooks.models import WebhookEndpoint
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]  # exhaustive: every route as every outsider
 
@@ -49,6 +55,12 @@ PUBLIC = {
     "schema": "the OpenAPI description is public (SERVE_PERMISSIONS AllowAny) and describes no tenant's data",
     "api-docs": "Swagger UI over the public schema",
     "admin:login": "where operators log in; non-staff are sent here",
+    "invitation-accept": "an invitation's link: a new person signs up there; the page names nothing until the "
+    "link is used, and to a signed-in account it is not for it is the 404 of an unknown link",
+    "password_reset": "where anyone asks for a password reset link by e-mail",
+    "password_reset_done": "says the link is on its way, whether or not the address has an account",
+    "password_reset_confirm": "a reset link: an invalid one (the walk has no real one) is one page for every user",
+    "password_reset_complete": "says the new password works",
 }
 
 
@@ -129,7 +141,9 @@ def umbra_object(world: World, route: Route) -> tuple[str, str]:
         ImageAsset: world.umbra.images[0],
         type(world.umbra.owner): world.umbra.owner,
         Group: world.group,
+        WebhookEndpoint: world.umbra.webhook,
         AuditEvent: world.audit_event,
+        Invitation: world.invitation,
     }
     if model not in owned:
         raise CannotFill(f"no object of Umbra's for model {model}")
@@ -141,6 +155,13 @@ FILLERS: dict[str, Callable[[World, Route], tuple[str, str]]] = {
     "tenant_slug": lambda world, route: (world.umbra.tenant.slug, f"no-such-tenant-{uuid.uuid4().hex[:8]}"),
     "asset_id": lambda world, route: (str(world.umbra.images[0].id), str(uuid.uuid4())),
     "token_id": lambda world, route: (str(world.umbra.token.pk), "2147480000"),
+    "action_id": lambda world, route: (str(world.umbra.bulk_action.id), str(uuid.uuid4())),
+    "endpoint_id": lambda world, route: (str(world.umbra.webhook.id), str(uuid.uuid4())),
+    "member_id": lambda world, route: (str(world.umbra.membership.pk), "2147480000"),
+    "invitation_id": lambda world, route: (str(world.invitation.pk), "2147480000"),
+    "invitation_token": lambda world, route: (world.invitation_token, "n0-such-invitation-" + "x" * 24),
+    "uidb64": lambda world, route: (urlsafe_base64_encode(force_bytes(world.umbra.owner.pk)), "MjE0NzQ4MDAwMA"),
+    "token": lambda world, route: ("cz8e1a-0123456789abcdef0123456789abcdef",) * 2,  # no valid reset token
     "pk": umbra_object,
     "object_id": umbra_object,
     "id": umbra_object,
@@ -187,13 +208,21 @@ class World:
     lumen: Seeded
     group: Group
     audit_event: AuditEvent
+    invitation: Invitation
+    invitation_token: str  # the link's token, known from the mail only
+    lumen_admin_key: str  # Lumen's owner with the widest scope: only the tenant stands in the way
 
 
 @pytest.fixture
 def world() -> World:
     umbra, lumen = seed_two_tenants()
     event = audit_record(tenant=umbra.tenant, actor_user=umbra.owner, action=AuditAction.IMAGE_DELETED, target="umbra")
-    return World(umbra, lumen, Group.objects.create(name="umbra-editors"), event)
+    actor = Actor(umbra.membership)
+    invitation = invitation_create(actor=actor, email="umbra-guest@example.com", role="admin", base_url="http://x/")
+    token = re.search(r"/accounts/invitations/([\w-]+)/", mail.outbox[-1].body).group(1)  # type: ignore[union-attr]
+    _, lumen_admin_key = api_token_create(tenant=lumen.tenant, user=lumen.owner, name="admin", scope=TokenScope.ADMIN)
+    group = Group.objects.create(name="umbra-editors")
+    return World(umbra, lumen, group, event, invitation, token, lumen_admin_key)
 
 
 def body(response: Any) -> str:
@@ -210,10 +239,15 @@ class Seen:
     body: str
 
 
+CSRF_VALUE = re.compile(r'(name="csrfmiddlewaretoken" value=")[^"]+')
+
+
 def seen(response: Any, replace: dict[str, str] | None = None) -> Seen:
     """What a caller can tell from a response; `replace` maps the missing values to the real ones, so
     that two answers that differ only by the id the caller sent compare equal."""
-    fields = [response.get("Location", ""), response.get("Content-Type", ""), response.get("Allow", ""), body(response)]
+    # A form's CSRF token is masked afresh on every rendering: it tells nothing of Umbra.
+    page = CSRF_VALUE.sub(r"\1…", body(response))
+    fields = [response.get("Location", ""), response.get("Content-Type", ""), response.get("Allow", ""), page]
     for missing, real in (replace or {}).items():
         fields = [field.replace(missing, real) for field in fields]
     return Seen(response.status_code, *fields)
@@ -266,7 +300,12 @@ def umbra_intact(world: World) -> None:
     assert all(default_storage.exists(i.file.name) and default_storage.exists(i.thumbnail.name) for i in images)
     assert index.vector_ids(tenant=umbra.tenant) == umbra.image_ids
     assert ApiToken.objects.get(pk=umbra.token.pk).revoked_at is None
+    webhook = WebhookEndpoint.objects.get(pk=umbra.webhook.pk)
+    assert (webhook.url, webhook.events, webhook.is_active) == (umbra.webhook.url, umbra.webhook.events, True)
+    assert BulkAction.objects.filter(tenant=umbra.tenant).count() == 1
     assert Membership.objects.filter(tenant=umbra.tenant).count() == 1
+    pending = Invitation.objects.pending().get(pk=world.invitation.pk)
+    assert pending.token_hash == hash_token(world.invitation_token)  # neither used, withdrawn nor re-sent
     assert Tenant.objects.filter(pk=umbra.tenant.pk, is_active=True).exists()
 
 
@@ -291,6 +330,14 @@ def test_every_url_pattern_is_walked_and_can_be_filled(world):
         "ingestion:original",
         "api:image-thumbnail",
         "admin:tenants_tenant_change",
+        "ingestion:bulk-action-status",
+        "webhooks:detail",
+        "api:webhook-deliveries",
+        "tenants:member-remove",
+        "tenants:invitation-withdraw",
+        "invitation-accept",
+        "api:member-detail",
+        "api:invitation-detail",
     ):
         assert expected in names
 
@@ -309,7 +356,7 @@ def test_another_tenants_member_learns_nothing_of_umbra_on_any_route(world):
     pages = Client()
     pages.force_login(charlie)
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {world.lumen.key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {world.lumen_admin_key}")
     problems = walk(world, pages, routes_of("page", "admin", "public"), check)
     problems += walk(world, api, routes_of("api"), check)
     assert problems == [], "\n".join(problems)

@@ -45,11 +45,21 @@ def test_the_schema_documents_every_api_route():
         ("POST", "/api/v1/images/"),
         ("GET", "/api/v1/images/{id}/"),
         ("DELETE", "/api/v1/images/{id}/"),
+        ("PATCH", "/api/v1/images/{id}/"),
         ("GET", "/api/v1/images/{id}/file/"),
         ("GET", "/api/v1/images/{id}/thumbnail/"),
         ("GET", "/api/v1/images/{id}/similar/"),
         ("GET", "/api/v1/search/"),
         ("POST", "/api/v1/search/"),
+        ("GET", "/api/v1/members/"),
+        ("GET", "/api/v1/members/{id}/"),
+        ("PATCH", "/api/v1/members/{id}/"),
+        ("DELETE", "/api/v1/members/{id}/"),
+        ("GET", "/api/v1/invitations/"),
+        ("POST", "/api/v1/invitations/"),
+        ("GET", "/api/v1/invitations/{id}/"),
+        ("DELETE", "/api/v1/invitations/{id}/"),
+        ("POST", "/api/v1/invitations/{id}/resend/"),
     }
 
 

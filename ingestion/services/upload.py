@@ -42,6 +42,16 @@ class UploadOutcome:
         return f"added its {' and '.join(self.merged)} to the image already there" if self.merged else ""
 
 
+def upload_summary(outcomes: list[UploadOutcome]) -> tuple[str, dict[str, int]]:
+    """What one upload did, for the audit log: the file's name (or how many files), and the counts of
+    files sent, stored, already there and refused."""
+    stored = sum(1 for o in outcomes if o.asset is not None and not o.duplicate)
+    duplicates = sum(1 for o in outcomes if o.duplicate)
+    target = outcomes[0].filename if len(outcomes) == 1 else f"{len(outcomes)} files"
+    detail = {"count": len(outcomes), "stored": stored, "duplicates": duplicates}
+    return target, detail | {"refused": len(outcomes) - stored - duplicates}
+
+
 def display_filename(name: str) -> str:
     """The client's file name made safe to show: no folders, no control characters, bounded length."""
     name = unicodedata.normalize("NFC", name.replace("\\", "/").rsplit("/", 1)[-1])

@@ -17,7 +17,8 @@ from ingestion.services.pipeline import assets_embed_next_batch
 from ingestion.services.requeue import assets_requeue
 from ingestion.services.upload import assets_upload
 from ingestion.validation import sha256_of
-from tenants.models import Tenant
+from tenants.audit import audit_record
+from tenants.models import AuditAction, Tenant
 from vectors.embedding import EmbeddingModelUnavailable
 from vectors.index import IndexLocked, IndexUnavailable
 
@@ -104,6 +105,12 @@ class Command(BaseCommand):
             progress.update(len(chunk))
             progress.set_postfix(new=imported, skipped=skipped, refused=len(refused))
         progress.close()
+        if imported or skipped or refused:
+            audit_record(
+                tenant=target, actor_user=uploader, action=AuditAction.IMAGES_UPLOADED, target=str(path),
+                detail={"count": imported + skipped + len(refused), "stored": imported, "duplicates": skipped,
+                        "refused": len(refused), "via": "import_images"},
+            )  # fmt: skip
         requeued = assets_requeue(assets=unfinished)
         self.stdout.write(
             self.style.SUCCESS(f"Imported {imported} images into {target.slug}")
