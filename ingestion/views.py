@@ -29,7 +29,7 @@ from ingestion.selectors import (
     tenant_storage_used,
 )
 from ingestion.services.bulk import bulk_action_start
-from ingestion.services.upload import UploadOutcome, assets_upload
+from ingestion.services.upload import UploadOutcome, assets_upload, upload_summary
 from ingestion.uploadhandlers import early_refusals
 from tenants.audit import audit_record_for_request
 from tenants.decorators import tenant_view
@@ -100,6 +100,11 @@ def upload(request: HttpRequest, membership: Membership) -> HttpResponse:
             source=form.cleaned_data["source"],
             tags=form.cleaned_data["tags"],
         )
+        if outcomes:
+            target, detail = upload_summary(outcomes)
+            audit_record_for_request(
+                request, tenant=tenant, action=AuditAction.IMAGES_UPLOADED, target=target, detail=detail
+            )
         return _report(request, membership, outcomes)
     return _render_upload(request, membership, form)
 

@@ -5,7 +5,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 
-from tenants.models import ApiToken, AuditEvent, Membership, Tenant
+from tenants.audit import audit_record, token_label
+from tenants.models import ApiToken, AuditAction, AuditEvent, Membership, Tenant
+from tenants.ratelimit import client_address
 from tenants.tokens import api_token_revoke
 
 
@@ -55,7 +57,13 @@ class ApiTokenAdmin(admin.ModelAdmin[ApiToken]):
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         for token in queryset:
-            api_token_revoke(token=token)
+            if token.is_active:
+                api_token_revoke(token=token)
+                audit_record(
+                    tenant=token.tenant, actor_user=request.user, action=AuditAction.API_KEY_REVOKED,
+                    target=token_label(token), detail={"user": token.user.get_username(), "via": "admin"},
+                    address=client_address(request),
+                )  # fmt: skip
         self.message_user(request, f"{queryset.count()} tokens revoked.", messages.SUCCESS)
 
 

@@ -51,7 +51,7 @@ def audit_record(
         actor_user=user,  # type: ignore[misc]
         actor_username=user.get_username() if user is not None else "",
         api_token=api_token,
-        api_token_label=f"{api_token.name} ({api_token.prefix}…)" if api_token is not None else "",
+        api_token_label=token_label(api_token) if api_token is not None else "",
         address=address[:64],
         target=target[:300],
         detail=json.loads(json.dumps(detail or {}, cls=DjangoJSONEncoder)),  # ids, dates and times as text
@@ -59,6 +59,11 @@ def audit_record(
     event.full_clean()
     event.save()
     return event
+
+
+def token_label(token: ApiToken) -> str:
+    """How the log names an API key: its name and first characters (the key itself is never kept)."""
+    return f"{token.name} ({token.prefix}…)"
 
 
 def audit_record_for_request(

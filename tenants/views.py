@@ -8,8 +8,9 @@ from django.shortcuts import redirect, render
 from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_http_methods
 
+from tenants.audit import audit_record_for_request, token_label
 from tenants.decorators import tenant_view
-from tenants.models import Membership, TokenScope
+from tenants.models import AuditAction, Membership, TokenScope
 from tenants.selectors import memberships_for_user, tokens_for_member
 from tenants.tokens import api_token_create, api_token_revoke
 
@@ -60,6 +61,10 @@ def tokens(request: HttpRequest, membership: Membership) -> HttpResponse:
             name=form.cleaned_data["name"],
             scope=form.cleaned_data["scope"],
         )
+        audit_record_for_request(
+            request, tenant=tenant, action=AuditAction.API_KEY_CREATED, target=token_label(token),
+            detail={"scope": token.scope, "user": token.user.get_username()},
+        )  # fmt: skip
         request.session[NEW_KEY_SESSION_KEY] = {"tenant": tenant.slug, "key": key}
         messages.success(request, f"Token {token.name} created. Copy the key now: it is not shown again.")
         return redirect("tenants:tokens", tenant.slug)
@@ -92,6 +97,11 @@ def token_revoke(request: HttpRequest, membership: Membership, token_id: int) ->
         raise Http404("No such token.")
     if request.method == "GET":
         return render(request, "tenants/token_revoke.html", {"tenant": membership.tenant, "token": token})
-    api_token_revoke(token=token)
+    if token.is_active:
+        api_token_revoke(token=token)
+        audit_record_for_request(
+            request, tenant=membership.tenant, action=AuditAction.API_KEY_REVOKED, target=token_label(token),
+            detail={"user": token.user.get_username()},
+        )  # fmt: skip
     messages.success(request, f"Token {token.name} revoked.")
     return redirect("tenants:tokens", membership.tenant.slug)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -101,3 +103,41 @@ def test_deletions_through_the_page_and_the_api_are_logged(acme, bob):
     events = list(audit_events_for_tenant(acme, action=AuditAction.IMAGE_DELETED))
     assert [(e.target, e.api_token_id is not None) for e in events] == [("cat.png", True), ("dog.jpg", False)]
     assert events[1].detail == {"image": str(first.id)}
+
+
+def test_page_uploads_are_logged_with_their_count(acme, bob):
+    files = [SimpleUploadedFile("a.png", image_bytes(color=(1, 2, 3))), SimpleUploadedFile("b.txt", b"text")]
+    login(bob).post(reverse("ingestion:upload", args=["acme"]), {"images": files})
+    [event] = audit_events_for_tenant(acme, action=AuditAction.IMAGES_UPLOADED)
+    assert (event.actor_username, event.target, event.api_token_id) == ("bob", "2 files", None)
+    assert event.detail == {"count": 2, "stored": 1, "duplicates": 0, "refused": 1}
+
+
+def test_api_keys_made_and_revoked_on_the_page_in_the_admin_and_by_command_are_logged(acme, alice, bob):
+    from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+    from django.core.management import call_command
+
+    from tenants.models import ApiToken
+
+    client = login(bob)
+    client.post(reverse("tenants:tokens", args=["acme"]), {"name": "sync", "scope": "read"})
+    token = ApiToken.objects.get(name="sync")
+    client.post(reverse("tenants:token-revoke", args=["acme", token.pk]))
+    client.post(reverse("tenants:token-revoke", args=["acme", token.pk]))  # already revoked: once in the log
+    call_command("create_api_token", tenant="acme", user="alice", name="cli", stdout=io.StringIO())
+    alice.is_staff = alice.is_superuser = True
+    alice.save()
+    login(alice).post(
+        reverse("admin:tenants_apitoken_changelist"),
+        {"action": "revoke", ACTION_CHECKBOX_NAME: [ApiToken.objects.get(name="cli").pk]},
+    )
+    events = [
+        (e.action, e.actor_username, e.target.split(" (")[0], e.detail.get("via"))
+        for e in audit_events_for_tenant(acme)
+    ]
+    assert events == [
+        (AuditAction.API_KEY_REVOKED, "alice", "cli", "admin"),
+        (AuditAction.API_KEY_CREATED, "", "cli", "create_api_token"),
+        (AuditAction.API_KEY_REVOKED, "bob", "sync", None),
+        (AuditAction.API_KEY_CREATED, "bob", "sync", None),
+    ]

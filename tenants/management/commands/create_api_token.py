@@ -6,7 +6,8 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tenants.models import Tenant, TokenScope
+from tenants.audit import audit_record, token_label
+from tenants.models import AuditAction, Tenant, TokenScope
 from tenants.tokens import api_token_create
 
 
@@ -36,5 +37,9 @@ class Command(BaseCommand):
             token, key = api_token_create(tenant=target, user=member, name=name, scope=scope)
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
+        audit_record(
+            tenant=target, action=AuditAction.API_KEY_CREATED, target=token_label(token),
+            detail={"scope": token.scope, "user": member.get_username(), "via": "create_api_token"},
+        )  # fmt: skip
         self.stdout.write(f"Token {token.name!r} ({token.scope}) for {user} in {target.slug}; it is shown only now:")
         self.stdout.write(key)
