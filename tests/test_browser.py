@@ -86,7 +86,16 @@ def test_upload_wait_until_ready_then_search_by_text_and_more_like_this(page, li
     page.click("text=Upload")
     page.set_input_files("#id_images", [str(SAMPLES / "dog.jpg"), str(SAMPLES / "dog-with-person.jpg"), str(bad)])
     page.fill("#id_tags", "dogs, park")
+    held = []  # the upload is held on its way, to see what the page says meanwhile
+    page.route(
+        "**/t/acme/upload/", lambda route: held.append(route) if route.request.method == "POST" else route.continue_()
+    )
     page.click("#upload-button")
+    expect(page.locator("#upload-button")).to_be_disabled()
+    expect(page.locator("#upload-state")).to_contain_text("Sending 3 files")
+    held[0].continue_()
+    expect(page.locator("#upload-button")).to_be_enabled(timeout=30_000)
+    expect(page.locator("#upload-state")).to_contain_text("2 stored; embedding follows in the background")
     expect(page.locator("#refused li")).to_contain_text("notes.png: refused. Unsupported file type")
     rows = page.locator("#assets tr[data-asset-id]")
     expect(rows).to_have_count(2)
@@ -147,6 +156,7 @@ def test_every_page_fits_a_phone_and_log_out_stays_reachable(phone, live_server,
     check("home")
     pages = {
         "dashboard": "/t/acme/",
+        "library": "/t/acme/images/",
         "upload": "/t/acme/upload/",
         "search": "/t/acme/search/?q=a+photo+of+a+dog",
         "detail": f"/t/acme/images/{long_named.asset.id}/",
@@ -169,3 +179,63 @@ def test_every_page_fits_a_phone_and_log_out_stays_reachable(phone, live_server,
     for name, path in pages.items():
         phone.goto(live_server.url + path)
         phone.screenshot(path=str(shots / f"desktop-{name}.png"), full_page=True)
+
+
+def test_select_images_in_the_library_tag_them_in_bulk_and_find_them_by_the_new_tag(
+    page, phone, live_server, stack, acme, alice, bob
+):
+    """A range of images selected with a click and a shift-click, tagged in one action; a search
+    filtered by the new tag (answered by the index) finds exactly them. Then the library and the
+    webhooks pages at phone width."""
+    from playwright.sync_api import expect
+
+    from webhooks.services import endpoint_create
+
+    images = [upload_sample(acme, bob, name) for name in ("dog.jpg", "dog-with-person.jpg", "cat.png")]
+    for image in images:
+        wait_for_status(image, {"ready"})
+    log_in(page, live_server, "bob")
+    page.click("nav >> text=Library")
+    tiles = page.locator("#library-grid .tile")
+    expect(tiles).to_have_count(3)
+    tiles.nth(0).locator("input.pick").click()
+    tiles.nth(2).locator("input.pick").click(modifiers=["Shift"])
+    expect(page.locator("#selected-count")).to_have_text("3")
+    expect(page.locator("#library-grid .tile.selected")).to_have_count(3)
+    page.select_option("#id_action", "add_tags")
+    page.fill("#id_action_tags", "bulk-tagged")
+    page.click("#bulk-submit")
+    expect(page.locator(".messages")).to_contain_text("Add #bulk-tagged on 3 images: done, 3 changed.")
+    expect(page.locator("#library-grid .tile .tags", has_text="#bulk-tagged")).to_have_count(3)
+    shots = OUTPUT / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "library-bulk-tagged.png"), full_page=True)
+
+    page.goto(f"{live_server.url}/t/acme/search/?q=a+photo&tags=bulk-tagged")
+    cards = page.locator("[data-testid=results] .result")
+    expect(cards).to_have_count(3)
+    assert {cards.nth(i).get_attribute("data-asset-id") for i in range(3)} == {str(i.id) for i in images}
+    page.goto(f"{live_server.url}/t/acme/search/?q=a+photo&tags=not-given-to-any")
+    expect(cards).to_have_count(0)
+
+    endpoint = endpoint_create(
+        tenant=acme,
+        created_by=alice,
+        url="https://hooks.example-receiver.invalid/a/rather/long/path",
+        events=["image.ready"],
+    )
+    phone.goto(f"{live_server.url}/accounts/login/")
+    phone.fill("#id_username", "alice")
+    phone.fill("#id_password", PASSWORD)
+    phone.click("button[type=submit]")
+    phone.wait_for_url(f"{live_server.url}/t/acme/")
+    for name, path in {
+        "library": "/t/acme/images/",
+        "webhooks": "/t/acme/webhooks/",
+        "webhook": f"/t/acme/webhooks/{endpoint.id}/",
+        "detail-edit": f"/t/acme/images/{images[0].id}/",
+    }.items():
+        phone.goto(live_server.url + path)
+        phone.screenshot(path=str(shots / f"phone-{name}.png"), full_page=True)
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE_WIDTH, f"{name}: the page is {width} px wide on a {PHONE_WIDTH} px screen"

@@ -3,6 +3,7 @@ stored, the page sees each image go pending → ready, and nothing is ever left 
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -92,3 +93,28 @@ def test_a_second_process_cannot_open_the_embedded_index_while_one_holds_it(sett
     )
     assert "is in use by process" in result.stdout, result.stderr
     assert "CHROMA_URL" in result.stdout
+
+
+def test_an_import_whose_embedding_failed_is_queued_again_by_the_next_import(
+    settings, transactional_db, acme, tmp_path
+):
+    """ "Already indexed" means searchable: a first import whose weights could not be loaded leaves its
+    images pending, and the next import embeds them instead of calling them done."""
+    from django.core.management import CommandError, call_command
+
+    settings.EMBED_RUNNER = "thread"  # as `make run`'s commands run: no worker, the command embeds
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(image_bytes("PNG"))
+    weights = settings.CLIP_PRETRAINED
+    settings.CLIP_PRETRAINED = "/nowhere/weights.pt"
+    with pytest.raises(CommandError, match="stay pending until this is fixed"):
+        call_command("import_images", str(folder), "--tenant", acme.slug, verbosity=0)
+    [asset] = ImageAsset.objects.all()
+    assert asset.status == AssetStatus.PENDING
+    settings.CLIP_PRETRAINED = weights
+    out = io.StringIO()
+    call_command("import_images", str(folder), "--tenant", acme.slug, verbosity=0, stdout=out)
+    assert "skipped 0 already indexed; queued 1 again that were not searchable yet" in out.getvalue()
+    asset.refresh_from_db()
+    assert asset.status == AssetStatus.READY
