@@ -6,11 +6,13 @@ from rest_framework.routers import SimpleRouter
 from ingestion.api import ImageViewSet
 from search.api import SearchView, SimilarView
 from tenants.people_api import InvitationViewSet, MemberViewSet
+from webhooks.api import WebhookViewSet
 
 app_name = "api"
 
 router = SimpleRouter()
 router.register("images", ImageViewSet, basename="image")
+router.register("webhooks", WebhookViewSet, basename="webhook")
 router.register("members", MemberViewSet, basename="member")
 router.register("invitations", InvitationViewSet, basename="invitation")
 

@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "vectors",
     "tenants",
+    "webhooks",
     "ingestion",
     "search",
 ]
@@ -222,6 +223,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_int("STALE_SWEEP_SECONDS", 300, minimum=10),
     },
     "resume-interrupted-bulk-actions": {"task": "ingestion.tasks.resume_bulk_actions", "schedule": 120},
+    "send-due-webhook-deliveries": {"task": "webhooks.tasks.send_due_deliveries", "schedule": 30},
 }
 
 # --- Chroma -----------------------------------------------------------------------------------
@@ -293,6 +295,12 @@ FILE_UPLOAD_HANDLERS = [
 # Requests (an upload counts one per file) per API key, and per tenant for all its keys together.
 API_RATE_LIMIT = env_rate("API_RATE_LIMIT", "1200/minute")
 API_TENANT_RATE_LIMIT = env_rate("API_TENANT_RATE_LIMIT", "6000/minute")
+
+# --- Webhooks ---------------------------------------------------------------------------------
+# Deliveries to loopback, private, link-local (metadata) and other non-public addresses are refused
+# unless this is on (tests; a deployment whose receivers are inside its own network).
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.ApiTokenAuthentication"],

@@ -18,4 +18,5 @@ urlpatterns = [
     path("", include("tenants.urls")),
     path("", include("ingestion.urls")),
     path("", include("search.urls")),
+    path("", include("webhooks.urls")),
 ]

@@ -175,7 +175,8 @@ class BulkActionForm(forms.Form):
 
     MAX_CHOSEN = 1000
 
-    action = forms.ChoiceField(choices=BulkActionKind.choices)
+    # The harmless first: a form left as it came never deletes.
+    action = forms.ChoiceField(choices=sorted(BulkActionKind.choices, key=lambda c: c[0] == BulkActionKind.DELETE))
     action_tags = forms.CharField(required=False, max_length=2000, label="Tags")
     action_value = forms.CharField(required=False, max_length=100, label="Category or source")
     scope = forms.ChoiceField(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -56,6 +57,20 @@ def _media_root(settings, tmp_path):
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": str(tmp_path)}
     }
+
+
+@pytest.fixture(autouse=True)
+def _webhooks_reach_this_machine_only(monkeypatch):
+    """Whatever a test or a fuzzer registers, webhook deliveries in the tests connect to loopback only."""
+    from webhooks import addresses, services
+
+    def loopback_only(host: str, port: int) -> str:
+        address = addresses.connect_address(host, port)
+        if not ipaddress.ip_address(address).is_loopback:
+            raise addresses.AddressRefused(f"the tests send webhooks to this machine only, not to {address}")
+        return address
+
+    monkeypatch.setattr(services, "connect_address", loopback_only)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The code has one floor per layer and one door to each outside system: config → search →
-ingestion → vectors and tenants. A module may import from its own app and the floors below it,
+ingestion → webhooks → vectors and tenants. A module may import from its own app and the floors below it,
 never from a floor above or a sibling; the outside systems are imported by their one door only."""
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ import pytest
 
 from tests.testenv import ROOT
 
-APPS = ("config", "search", "ingestion", "tenants", "vectors")
+APPS = ("config", "search", "ingestion", "webhooks", "tenants", "vectors")
 # What each app may import from the project (besides itself).
 ALLOWED = {
-    "config": {"search", "ingestion", "tenants", "vectors"},
-    "search": {"ingestion", "tenants", "vectors"},
-    "ingestion": {"tenants", "vectors"},
+    "config": {"search", "ingestion", "webhooks", "tenants", "vectors"},
+    "search": {"ingestion", "webhooks", "tenants", "vectors"},
+    "ingestion": {"webhooks", "tenants", "vectors"},
+    "webhooks": {"tenants"},
     "tenants": set(),
     "vectors": set(),
 }

@@ -51,6 +51,12 @@ def test_the_schema_documents_every_api_route():
         ("GET", "/api/v1/images/{id}/similar/"),
         ("GET", "/api/v1/search/"),
         ("POST", "/api/v1/search/"),
+        ("GET", "/api/v1/webhooks/"),
+        ("POST", "/api/v1/webhooks/"),
+        ("GET", "/api/v1/webhooks/{id}/"),
+        ("PATCH", "/api/v1/webhooks/{id}/"),
+        ("DELETE", "/api/v1/webhooks/{id}/"),
+        ("GET", "/api/v1/webhooks/{id}/deliveries/"),
         ("GET", "/api/v1/members/"),
         ("GET", "/api/v1/members/{id}/"),
         ("PATCH", "/api/v1/members/{id}/"),
@@ -83,6 +89,8 @@ def test_every_operation_on_the_tenants_own_images_answers_as_its_schema_says(ca
     reach the successful answers (the image, its file and thumbnail, results, an upload)."""
     if "id" in (case.path_parameters or {}):
         case.path_parameters["id"] = str(tenant.images[image].id)
+        if case.path.startswith("/api/v1/webhooks/"):
+            case.path_parameters["id"] = str(tenant.webhook.id)
     if isinstance(case.body, dict):
         for field in ("file", "image"):
             if field in case.body:

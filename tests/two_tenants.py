@@ -14,13 +14,17 @@ from dataclasses import dataclass, field
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from ingestion.models import AssetStatus, ImageAsset
+from ingestion.filters import MetadataFilters
+from ingestion.models import AssetStatus, BulkAction, ImageAsset
+from ingestion.services.bulk import bulk_action_start
 from ingestion.services.upload import assets_upload
-from tenants.models import ApiToken, Membership, Tenant
+from tenants.models import ApiToken, Membership, Tenant, TokenScope
 from tenants.services import tenant_create
 from tenants.tokens import api_token_create
 from tests.factories import UserFactory, image_bytes
 from tests.testenv import SAMPLES
+from webhooks.models import WebhookEndpoint
+from webhooks.services import endpoint_create
 
 # (picture, category, source, tags); the file is stored as "<slug>-<n>-<picture>"
 PICTURES: list[tuple[str, str, str, list[str]]] = [
@@ -40,6 +44,8 @@ class Seeded:
     token: ApiToken
     key: str
     secrets: list[str] = field(default_factory=list)
+    webhook: WebhookEndpoint | None = None
+    bulk_action: BulkAction | None = None
 
     def __repr__(self) -> str:
         return f"<tenant {self.tenant.slug}>"
@@ -56,7 +62,7 @@ def picture_bytes(picture: str) -> bytes:
 def seed_tenant(slug: str, name: str) -> Seeded:
     """A tenant named `name`, owned by `<slug>-owner` (not staff), with PICTURES (each also tagged
     with a tag of its own tenant, `<slug>-only`, and from source `<slug>-cam` where it has none),
-    all ready, and an API token of the owner."""
+    all ready, an API token of the owner (admin scope), a webhook and a finished library action."""
     owner = UserFactory(username=f"{slug}-owner")
     tenant = tenant_create(slug=slug, name=name, owner=owner)
     membership = Membership.objects.get(tenant=tenant, user=owner)  # tenant_create made it
@@ -75,7 +81,16 @@ def seed_tenant(slug: str, name: str) -> Seeded:
         images.append(outcome.asset)
     ready = ImageAsset.objects.for_tenant(tenant).filter(status=AssetStatus.READY).count()
     assert ready == len(PICTURES), "every seeded image is embedded and ready"
-    token, key = api_token_create(tenant=tenant, user=owner, name=f"{slug} deploy key")
+    # The widest scope: only the tenant stands between this key and everything.
+    token, key = api_token_create(tenant=tenant, user=owner, name=f"{slug} deploy key", scope=TokenScope.ADMIN)
+    # A webhook (its host never resolves: nothing is sent anywhere) and a library action, done.
+    webhook = endpoint_create(
+        tenant=tenant, created_by=owner, url=f"https://hooks.{slug}-receiver.invalid/images", events=["image.ready"]
+    )
+    bulk_action, _ = bulk_action_start(
+        tenant=tenant, created_by=owner, key=f"{slug}-seed", kind="add_tags", tags=[f"{slug}-only"],
+        filters=MetadataFilters(),
+    )  # fmt: skip
     secrets = [
         name,
         slug,
@@ -87,8 +102,11 @@ def seed_tenant(slug: str, name: str) -> Seeded:
         *(str(image.id) for image in images),
         *(str(image.id).replace("-", "") for image in images),
         *(image.original_filename for image in images),
+        f"{slug}-receiver",
+        str(webhook.id),
+        str(bulk_action.id),
     ]
-    return Seeded(tenant, owner, membership, images, token, key, secrets)
+    return Seeded(tenant, owner, membership, images, token, key, secrets, webhook, bulk_action)
 
 
 def seed_two_tenants() -> tuple[Seeded, Seeded]:

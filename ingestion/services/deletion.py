@@ -9,9 +9,11 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from ingestion.models import ImageAsset
+from ingestion.services.events import images_emit
 from ingestion.services.upload import storage_prefix
 from tenants.models import Tenant
 from vectors import index
+from webhooks.models import EventType
 
 
 def asset_delete(*, asset: ImageAsset) -> None:
@@ -38,7 +40,10 @@ def assets_delete(*, tenant: Tenant, assets: Sequence[ImageAsset]) -> int:
             default_storage.delete(name)
 
     with transaction.atomic():
-        deleted, _ = ImageAsset.objects.for_tenant(tenant).filter(id__in=[asset.id for asset in assets]).delete()
+        rows = ImageAsset.objects.for_tenant(tenant).select_related("tenant").filter(id__in=[a.id for a in assets])
+        gone = list(rows.select_for_update(of=("self",)))
+        deleted, _ = rows.delete()
+        images_emit(EventType.IMAGE_DELETED, gone)
         transaction.on_commit(delete_files)
     return deleted
 

@@ -25,10 +25,12 @@ from PIL import Image
 
 from ingestion.imaging import load_derivative, load_rgb, resize_for_model
 from ingestion.models import AssetStatus, ImageAsset
+from ingestion.services.events import images_emit
 from vectors import index
 from vectors.embedding import get_embedder
 from vectors.index import Vector
 from vectors.layout import image_metadata, image_metadata_change
+from webhooks.models import EventType
 
 logger = logging.getLogger(__name__)
 
@@ -134,9 +136,11 @@ def assets_requeue_interrupted() -> int:
 
 
 def _fail(asset: ImageAsset, reason: str) -> None:
-    ImageAsset.objects.filter(id=asset.id).update(
-        status=AssetStatus.FAILED, failure_reason=reason, updated_at=timezone.now()
-    )
+    with transaction.atomic():
+        failed = ImageAsset.objects.filter(id=asset.id).exclude(status=AssetStatus.FAILED)
+        if failed.update(status=AssetStatus.FAILED, failure_reason=reason, updated_at=timezone.now()):
+            asset.status, asset.failure_reason = AssetStatus.FAILED, reason
+            images_emit(EventType.IMAGE_FAILED, [asset])
 
 
 def _release(asset_ids: Sequence[uuid.UUID]) -> None:
@@ -214,11 +218,19 @@ def _embed_claimed(assets: Sequence[ImageAsset], report: EmbedReport) -> None:
     except index.IndexUnavailable:
         _release([asset.id for asset in work])
         raise
-    ready_ids = [asset.id for asset in work]
-    ImageAsset.objects.filter(id__in=ready_ids, status=AssetStatus.PROCESSING).update(
-        status=AssetStatus.READY, failure_reason="", embedded_at=timezone.now(), updated_at=timezone.now()
-    )
-    report.ready.extend(str(i) for i in ready_ids)
+    with transaction.atomic():  # the images turn ready and their webhook events are recorded together
+        processing = ImageAsset.objects.select_for_update().filter(
+            id__in=[asset.id for asset in work], status=AssetStatus.PROCESSING
+        )
+        ready_ids = set(processing.values_list("id", flat=True))
+        ImageAsset.objects.filter(id__in=ready_ids).update(
+            status=AssetStatus.READY, failure_reason="", embedded_at=timezone.now(), updated_at=timezone.now()
+        )
+        ready = [written.get(asset.id, asset) for asset in work if asset.id in ready_ids]
+        for asset in ready:
+            asset.status = AssetStatus.READY
+        images_emit(EventType.IMAGE_READY, ready)
+    report.ready.extend(str(asset.id) for asset in work)
     try:
         _catch_up_metadata(written)
     except index.IndexUnavailable:  # the images are ready; `reconcile_index` can repair their records

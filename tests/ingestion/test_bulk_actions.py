@@ -131,7 +131,7 @@ def test_a_large_action_runs_in_the_background_with_its_progress(acme, bob, imag
 
 def test_an_interrupted_action_run_again_changes_each_image_once(acme, bob, images, monkeypatch):
     monkeypatch.setattr(bulk, "STEP", 2)
-    real_step, calls = bulk._run_step, []
+    real_step, calls = bulk._run_step, list[int]()
 
     def dies_after_one_step(action, step):
         if calls:

@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from tenants.api import RolePermission, TenantScopedMixin
 from tenants.authentication import ApiTokenAuthentication
+from tenants.throttling import ApiKeyRateThrottle, TenantRateThrottle
 
 
 def api_views() -> dict[str, type[APIView]]:
@@ -39,6 +40,7 @@ def test_every_api_view_authenticates_by_token_and_checks_tenant_and_role(route)
     view = view_class()
     assert [type(a) for a in view.get_authenticators()] == [ApiTokenAuthentication]
     assert [type(p) for p in view.get_permissions()][:2] == [IsAuthenticated, RolePermission]
+    assert [type(t) for t in view.get_throttles()] == [ApiKeyRateThrottle, TenantRateThrottle]
 
 
 @pytest.mark.parametrize(
@@ -52,6 +54,9 @@ def test_every_api_view_authenticates_by_token_and_checks_tenant_and_role(route)
         ("get_authenticators", lambda self: []),
         ("check_permissions", lambda self, request: None),
         ("perform_authentication", lambda self, request: None),
+        ("throttle_classes", []),
+        ("get_throttles", lambda self: []),
+        ("check_throttles", lambda self, request: None),
     ],
     ids=lambda a: a[0],
 )
