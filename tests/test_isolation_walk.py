@@ -32,7 +32,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from rest_framework.test import APIClient
 
-from ingestion.models import ImageAsset
+from ingestion.models import BulkAction, ImageAsset
 from tenants.audit import Actor, audit_record
 from tenants.invitations import hash_token, invitation_create
 from tenants.models import ApiToken, AuditAction, AuditEvent, Invitation, Membership, Tenant, TokenScope
@@ -40,6 +40,7 @@ from tenants.tokens import api_token_create
 from tests.testenv import SAMPLES
 from tests.two_tenants import Seeded, leaked, seed_two_tenants
 from vectors import index
+from webhooks.models import WebhookEndpoint
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]  # exhaustive: every route as every outsider
 
@@ -140,6 +141,7 @@ def umbra_object(world: World, route: Route) -> tuple[str, str]:
         ImageAsset: world.umbra.images[0],
         type(world.umbra.owner): world.umbra.owner,
         Group: world.group,
+        WebhookEndpoint: world.umbra.webhook,
         AuditEvent: world.audit_event,
         Invitation: world.invitation,
     }
@@ -153,6 +155,8 @@ FILLERS: dict[str, Callable[[World, Route], tuple[str, str]]] = {
     "tenant_slug": lambda world, route: (world.umbra.tenant.slug, f"no-such-tenant-{uuid.uuid4().hex[:8]}"),
     "asset_id": lambda world, route: (str(world.umbra.images[0].id), str(uuid.uuid4())),
     "token_id": lambda world, route: (str(world.umbra.token.pk), "2147480000"),
+    "action_id": lambda world, route: (str(world.umbra.bulk_action.id), str(uuid.uuid4())),
+    "endpoint_id": lambda world, route: (str(world.umbra.webhook.id), str(uuid.uuid4())),
     "member_id": lambda world, route: (str(world.umbra.membership.pk), "2147480000"),
     "invitation_id": lambda world, route: (str(world.invitation.pk), "2147480000"),
     "invitation_token": lambda world, route: (world.invitation_token, "n0-such-invitation-" + "x" * 24),
@@ -296,6 +300,9 @@ def umbra_intact(world: World) -> None:
     assert all(default_storage.exists(i.file.name) and default_storage.exists(i.thumbnail.name) for i in images)
     assert index.vector_ids(tenant=umbra.tenant) == umbra.image_ids
     assert ApiToken.objects.get(pk=umbra.token.pk).revoked_at is None
+    webhook = WebhookEndpoint.objects.get(pk=umbra.webhook.pk)
+    assert (webhook.url, webhook.events, webhook.is_active) == (umbra.webhook.url, umbra.webhook.events, True)
+    assert BulkAction.objects.filter(tenant=umbra.tenant).count() == 1
     assert Membership.objects.filter(tenant=umbra.tenant).count() == 1
     pending = Invitation.objects.pending().get(pk=world.invitation.pk)
     assert pending.token_hash == hash_token(world.invitation_token)  # neither used, withdrawn nor re-sent
@@ -323,6 +330,9 @@ def test_every_url_pattern_is_walked_and_can_be_filled(world):
         "ingestion:original",
         "api:image-thumbnail",
         "admin:tenants_tenant_change",
+        "ingestion:bulk-action-status",
+        "webhooks:detail",
+        "api:webhook-deliveries",
         "tenants:member-remove",
         "tenants:invitation-withdraw",
         "invitation-accept",
