@@ -11,11 +11,13 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from ingestion.models import AssetStatus, ImageAsset
+from ingestion.models import AssetStatus, BulkAction, ImageAsset
 from tenants.models import ApiToken
 from tenants.tokens import api_token_create
 from tests.factories import image_bytes
 from tests.search.conftest import upload_sample
+from webhooks.models import WebhookEndpoint
+from webhooks.services import endpoint_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,11 +37,17 @@ def strict(bob) -> Client:
 
 def test_every_state_changing_page_refuses_a_post_without_the_csrf_token(strict, acme, bob, image):
     token, _ = api_token_create(tenant=acme, user=bob, name="integration")
+    webhook = endpoint_create(tenant=acme, created_by=bob, url="https://hooks.acme.invalid/", events=["image.ready"])
     posts = {
         reverse("ingestion:upload", args=[acme.slug]): {"images": SimpleUploadedFile("x.png", image_bytes())},
         reverse("search:delete", args=[acme.slug, image.id]): {},
         reverse("tenants:tokens", args=[acme.slug]): {"name": "another"},
         reverse("tenants:token-revoke", args=[acme.slug, token.pk]): {},
+        reverse("search:edit", args=[acme.slug, image.id]): {"tags": "changed"},
+        reverse("ingestion:bulk-action", args=[acme.slug]): {"action": "delete", "ids": [str(image.id)], "key": "k"},
+        reverse("webhooks:list", args=[acme.slug]): {"url": "https://x.invalid/", "events": ["image.ready"]},
+        reverse("webhooks:toggle", args=[acme.slug, webhook.id]): {},
+        reverse("webhooks:delete", args=[acme.slug, webhook.id]): {},
         reverse("search:search", args=[acme.slug]): {"image": SimpleUploadedFile("q.png", image_bytes())},
         reverse("logout"): {},
     }
@@ -49,6 +57,8 @@ def test_every_state_changing_page_refuses_a_post_without_the_csrf_token(strict,
         assert "CSRF" in response.content.decode(), url
     assert list(ImageAsset.objects.values_list("id", flat=True)) == [image.id]
     assert list(ApiToken.objects.values_list("name", "revoked_at")) == [("integration", None)]
+    assert ImageAsset.objects.get(id=image.id).tags == [] and not BulkAction.objects.exists()
+    assert list(WebhookEndpoint.objects.values_list("id", "is_active")) == [(webhook.id, True)]
     assert strict.get(reverse("tenants:dashboard", args=[acme.slug])).status_code == 200  # still logged in
 
 
@@ -65,6 +75,7 @@ def test_every_post_form_on_every_page_carries_the_csrf_token_and_it_works(stric
     pages = [
         reverse("tenants:dashboard", args=[acme.slug]),
         reverse("ingestion:upload", args=[acme.slug]),
+        reverse("ingestion:library", args=[acme.slug]),
         reverse("search:search", args=[acme.slug]),
         reverse("search:detail", args=[acme.slug, image.id]),
         reverse("tenants:tokens", args=[acme.slug]),
