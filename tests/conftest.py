@@ -178,6 +178,7 @@ def worker_env(*, chroma_url: str, media: Path, **extra: str) -> dict[str, str]:
         "CHROMA_URL": chroma_url,
         "MEDIA_ROOT": str(media),
         "DJANGO_SETTINGS_MODULE": "config.settings",
+        "WEBHOOK_ALLOW_PRIVATE": "1",  # the tests' webhook receivers are on loopback
         **extra,
     }
 
