@@ -141,3 +141,18 @@ def test_api_keys_made_and_revoked_on_the_page_in_the_admin_and_by_command_are_l
         (AuditAction.API_KEY_REVOKED, "bob", "sync", None),
         (AuditAction.API_KEY_CREATED, "bob", "sync", None),
     ]
+
+
+def test_operators_see_every_tenants_log_in_the_admin_and_cannot_change_it(acme, globex, alice, charlie):
+    from tests.factories import UserFactory
+
+    audit_record(tenant=acme, actor_user=alice, action=AuditAction.MEMBER_REMOVED, target="acme-entry")
+    event = audit_record(tenant=globex, actor_user=charlie, action=AuditAction.IMAGE_DELETED, target="globex-entry")
+    operator = UserFactory(username="operator", is_staff=True, is_superuser=True)
+    client = login(operator)
+    listing = client.get(reverse("admin:tenants_auditevent_changelist")).content.decode()
+    assert "acme-entry" in listing and "globex-entry" in listing
+    assert client.get(reverse("admin:tenants_auditevent_add")).status_code == 403
+    assert client.post(reverse("admin:tenants_auditevent_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
+    assert client.get(reverse("admin:tenants_auditevent_change", args=[event.pk])).status_code == 200  # read only
+    assert login(alice).get(reverse("admin:tenants_auditevent_changelist")).status_code == 302  # not staff
