@@ -3,7 +3,9 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import resource
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,6 +28,8 @@ from vectors import index
 # --- the tiers: `pytest --fast` runs the `fast_tier` of pyproject.toml, `pytest` everything -------
 
 STACK_FIXTURES = {"stack", "chroma_server", "celery_worker_process", "fault_stack"}  # each starts processes
+FAST_TIER_BUDGET = 120  # seconds
+_STARTED = pytest.StashKey[float]()
 
 
 def pytest_addoption(parser) -> None:
@@ -46,6 +50,29 @@ def pytest_collection_modifyitems(items) -> None:
     for item in items:
         if STACK_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.stack)
+
+
+def pytest_sessionstart(session) -> None:
+    session.config.stash[_STARTED] = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    """The fast tier's time against its budget; over it, the tests to mark `slow` first."""
+    if not config.getoption("fast"):
+        return
+    wall = time.monotonic() - config.stash[_STARTED]
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu = sum(u.ru_utime + u.ru_stime for u in usage)
+    budget = f"budget {FAST_TIER_BUDGET} s on 2 idle cores"
+    terminalreporter.write_line(f"fast tier: {wall:.0f} s, {cpu:.0f} s of CPU ({budget})")
+    if wall > FAST_TIER_BUDGET:
+        spent: dict[str, float] = {}
+        for report in (r for reports in terminalreporter.stats.values() for r in reports):
+            if hasattr(report, "duration") and hasattr(report, "nodeid"):
+                spent[report.nodeid] = spent.get(report.nodeid, 0.0) + report.duration
+        terminalreporter.write_line("over budget (a busy machine, or tests to mark `slow`); the slowest:")
+        for nodeid, seconds in sorted(spent.items(), key=lambda kv: -kv[1])[:10]:
+            terminalreporter.write_line(f"  {seconds:5.1f} s  {nodeid}")
 
 
 @pytest.fixture(autouse=True)

@@ -37,5 +37,5 @@ def test_a_fresh_clone_passes_the_fast_tier(tmp_path):
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
-    summary = output.strip().splitlines()[-1]
+    summary = result.stdout.strip().splitlines()[-1]
     assert re.search(r"\d+ passed", summary) and not re.search(r"failed|error", summary), summary
