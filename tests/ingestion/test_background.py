@@ -33,6 +33,7 @@ def thread_runner(settings, transactional_db):
     background.stop()
 
 
+@pytest.mark.slow  # the background embedder, a model of its own
 def test_an_upload_returns_pending_and_the_background_embedder_makes_it_searchable(thread_runner, acme, bob):
     response = login(bob).post(
         reverse("ingestion:upload", args=[acme.slug]),

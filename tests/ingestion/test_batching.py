@@ -61,6 +61,7 @@ def test_a_task_for_one_upload_takes_every_pending_image_in_one_pass_and_one_wri
     assert pipeline.assets_embed(asset_ids=[str(ours[1].id)], claim_token="task-2").claimed == 0
 
 
+@pytest.mark.slow  # a forward batch of images embedded
 def test_a_batch_is_topped_up_to_the_forward_batch_size_and_no_further(
     stored_only, calls, settings, transactional_db, acme, bob
 ):

@@ -109,6 +109,7 @@ def test_nothing_selected_or_bad_tags_are_refused_with_the_reason(acme, bob, ima
     assert not BulkAction.objects.exists() and ImageAsset.objects.count() == 5
 
 
+@pytest.mark.slow  # a large action
 def test_a_large_action_runs_in_the_background_with_its_progress(acme, bob, images, settings, monkeypatch):
     settings.EMBED_RUNNER = "thread"
     monkeypatch.setattr(bulk, "INLINE_MAX", 2)

@@ -74,6 +74,7 @@ def test_text_search_with_several_descriptions_and_nots_scores_as_computed_by_ha
     assert got == pytest.approx(want, abs=1e-4)
 
 
+@pytest.mark.slow  # one of the slowest: 1.5 to 2 s of CPU
 def test_a_picture_with_words_scores_as_computed_by_hand(indexed, acme, bob):
     query = 0.7 * unit(picture("dog.jpg")) + 0.3 * unit(texts("at the beach")[0]) - 0.5 * unit(texts("a cat")[0])
     with (SAMPLES / "dog.jpg").open("rb") as handle:
@@ -99,6 +100,7 @@ def test_more_like_this_with_words_uses_the_stored_vector(indexed, acme, bob):
     assert got == pytest.approx(want, abs=1e-4)
 
 
+@pytest.mark.slow  # one of the slowest: 1.5 to 2 s of CPU
 def test_a_not_pushes_the_image_it_describes_down(indexed, acme, bob):
     """The test model's weights are random, so which words 'describe' a picture is found here from
     its own vectors: the candidate whose vector leans most towards the best match of `q`."""
@@ -155,6 +157,7 @@ def test_the_schema_describes_every_search_parameter(db):
     assert q["schema"]["type"] == "array"
 
 
+@pytest.mark.slow  # one of the slowest: 1.5 to 2 s of CPU
 def test_the_page_searches_with_a_not_and_with_words_beside_a_picture(indexed, acme, bob):
     client = login(bob)
     url = reverse("search:search", args=[acme.slug])

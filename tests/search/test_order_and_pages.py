@@ -37,6 +37,7 @@ def ids(response) -> list[str]:
     return [row["id"] for row in response.json()["results"]]
 
 
+@pytest.mark.slow  # one of the slowest: 1.5 to 2 s of CPU
 def test_sort_by_upload_date_orders_the_matches_that_pass_min_score(dated, acme, bob):
     client = api(bob, acme)
     by_score = client.get("/api/v1/search/", {"q": "a photo"}).json()["results"]
@@ -52,6 +53,7 @@ def test_sort_by_upload_date_orders_the_matches_that_pass_min_score(dated, acme,
     assert [r["id"] for r in kept["results"]] == sorted(best_two, key=created.__getitem__)
 
 
+@pytest.mark.slow  # one of the slowest: 1.5 to 2 s of CPU
 def test_pages_walk_the_ranked_matches_and_next_keeps_every_parameter(dated, acme, bob):
     client = api(bob, acme)
     everything = ids(client.get("/api/v1/search/", {"q": "a photo", "not": "grass", "sort": "-uploaded_at"}))
@@ -75,6 +77,7 @@ def test_pages_walk_the_ranked_matches_and_next_keeps_every_parameter(dated, acm
     assert (past["results"], past["count"], past["next"]) == ([], 3, None)
 
 
+@pytest.mark.slow  # one of the slowest: 1.5 to 2 s of CPU
 def test_picture_and_similar_searches_page_too(dated, acme, bob):
     client = api(bob, acme)
     with (SAMPLES / "dog.jpg").open("rb") as handle:
@@ -116,6 +119,7 @@ def test_the_pages_links_keep_every_parameter(dated, acme, bob):
     }
 
 
+@pytest.mark.slow  # one of the slowest: 1.5 to 2 s of CPU
 def test_a_picture_is_kept_for_the_session_so_its_pages_and_orders_work(dated, acme, bob):
     client = login(bob)
     url = reverse("search:search", args=[acme.slug])

@@ -48,6 +48,7 @@ def test_vectors_are_unit_length_and_distinct():
     assert cosine(*vectors) < 0.9999
 
 
+@pytest.mark.slow  # every image embedded twice
 def test_a_batch_gives_the_same_vectors_as_one_at_a_time():
     images = [load_rgb(str(SAMPLES / n)) for n in ("dog.jpg", "dog-with-person.jpg", "cat.png")]
     embedder = get_embedder()
