@@ -4,7 +4,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from ingestion.api import ImageViewSet
-from search.api import SearchView, SimilarView
+from search.api import DuplicatesView, SearchView, SimilarView
 from tenants.people_api import InvitationViewSet, MemberViewSet
 from webhooks.api import WebhookViewSet
 
@@ -19,5 +19,6 @@ router.register("invitations", InvitationViewSet, basename="invitation")
 urlpatterns = [
     path("search/", SearchView.as_view(), name="search"),
     path("images/<uuid:pk>/similar/", SimilarView.as_view(), name="image-similar"),
+    path("images/<uuid:pk>/duplicates/", DuplicatesView.as_view(), name="image-duplicates"),
     *router.urls,
 ]

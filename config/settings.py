@@ -274,6 +274,8 @@ EMBED_STALE_AFTER_SECONDS = env_int("EMBED_STALE_AFTER_SECONDS", 600, minimum=10
 # --- Search -----------------------------------------------------------------------------------
 SEARCH_DEFAULT_LIMIT = env_int("SEARCH_DEFAULT_LIMIT", 24, minimum=1)
 SEARCH_MAX_LIMIT = env_int("SEARCH_MAX_LIMIT", 200, minimum=1)
+# Cosine distance within which two images are near-duplicates (README: measured on copies of photographs).
+NEAR_DUPLICATE_DISTANCE = env_float("NEAR_DUPLICATE_DISTANCE", 0.05, minimum=0.0)
 
 # --- Uploads ----------------------------------------------------------------------------------
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 30 * 1024 * 1024, minimum=1024)

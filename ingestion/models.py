@@ -182,3 +182,22 @@ class BulkAction(models.Model):
             BulkActionKind.SET_SOURCE: f"Set source to “{self.value}”" if self.value else "Clear the source",
         }.get(BulkActionKind(self.kind), self.get_kind_display())
         return f"{what} on {self.total} image{'s' if self.total != 1 else ''}"
+
+
+class NearDuplicate(models.Model):
+    """Two of a tenant's images whose vectors lie within NEAR_DUPLICATE_DISTANCE (cosine distance):
+    recorded in both directions when the later one becomes ready; gone with either image. Exact
+    duplicates (the same bytes) never get this far: the upload recognises them."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    image = models.ForeignKey(ImageAsset, on_delete=models.CASCADE, related_name="near_duplicates")
+    duplicate = models.ForeignKey(ImageAsset, on_delete=models.CASCADE, related_name="+")
+    distance = models.FloatField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["image", "duplicate"], name="unique_near_duplicate_pair")]
+        indexes = [models.Index(fields=["tenant", "image"])]
+
+    def __str__(self) -> str:
+        return f"{self.image_id} ~ {self.duplicate_id} ({self.distance:.4f})"

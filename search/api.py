@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from ingestion.api import INDEX_DOWN_RESPONSE, ImageSerializer, form_errors
 from ingestion.models import ImageAsset
 from ingestion.selectors import asset_for_tenant
+from ingestion.services.near_duplicates import near_duplicate_group
 from ingestion.uploadhandlers import early_refusals
 from search.forms import ImageQueryForm, SearchParamsForm
 from search.services import (
@@ -229,3 +230,22 @@ class SimilarView(TenantScopedMixin, APIView):
         except EmptyQuery as exc:
             raise empty_query(exc) from exc
         return results_response(request, found, request.query_params)
+
+
+DuplicatesSerializer = inline_serializer(
+    "NearDuplicateGroup",
+    {"results": ImageSerializer(many=True), "count": serializers.IntegerField()},
+)
+
+
+class DuplicatesView(TenantScopedMixin, APIView):
+    """The image's group of near-duplicates (itself included, oldest upload first): images within
+    NEAR_DUPLICATE_DISTANCE of it, or of another member; just the image when it has none."""
+
+    queryset = ImageAsset.objects.all()  # names the model `pk` belongs to; the lookup is asset_for_tenant
+
+    @extend_schema(responses={200: DuplicatesSerializer})
+    def get(self, request: Request, pk: str) -> Response:
+        asset = asset_for_tenant(self.tenant, pk)
+        group = near_duplicate_group(self.tenant, asset)
+        return Response({"results": ImageSerializer(group, many=True).data, "count": len(group)})

@@ -12,6 +12,7 @@ from typing import IO
 
 import numpy as np
 from django.conf import settings
+from numpy.typing import ArrayLike
 
 from ingestion.filters import MetadataFilters
 from ingestion.imaging import make_thumbnail
@@ -100,9 +101,9 @@ def _unit_rows(rows: np.ndarray) -> np.ndarray:
 
 def combine_query(
     *,
-    image: Vector | None = None,
-    texts: np.ndarray | Sequence[Vector] = (),
-    negatives: np.ndarray | Sequence[Vector] = (),
+    image: ArrayLike | None = None,
+    texts: ArrayLike = (),
+    negatives: ArrayLike = (),
     image_weight: float | None = None,
     not_weight: float | None = None,
 ) -> Vector:
@@ -112,7 +113,8 @@ def combine_query(
     with descriptions alone `mean(q)`; `lam` = `not_weight` (0.5 by default)."""
     w = DEFAULT_IMAGE_WEIGHT if image_weight is None else float(image_weight)
     lam = DEFAULT_NOT_WEIGHT if not_weight is None else float(not_weight)
-    q = _unit_rows(np.asarray(texts)) if len(texts) else None
+    described, avoided = np.asarray(texts), np.asarray(negatives)
+    q = _unit_rows(described) if described.size else None
     base: np.ndarray
     if image is not None:
         [picture] = _unit_rows(np.asarray(image).reshape(1, -1))
@@ -121,8 +123,8 @@ def combine_query(
         base = q.mean(axis=0)
     else:
         raise EmptyQuery("A search needs a description or a picture.")
-    if len(negatives):
-        base = base - lam * _unit_rows(np.asarray(negatives)).mean(axis=0)
+    if avoided.size:
+        base = base - lam * _unit_rows(avoided).mean(axis=0)
     norm = float(np.linalg.norm(base))
     if norm < 1e-6:
         raise EmptyQuery("What the picture must not show cancels out what it should show.")

@@ -14,6 +14,7 @@ from ingestion.models import ImageAsset
 from ingestion.selectors import asset_for_tenant, status_counts
 from ingestion.services.deletion import asset_delete
 from ingestion.services.editing import asset_update_metadata
+from ingestion.services.near_duplicates import near_duplicate_group, near_duplicate_groups
 from ingestion.uploadhandlers import early_refusals
 from search.forms import SORT_LABELS, ImageQueryForm, SearchPageParamsForm, SearchParamsForm
 from search.query_pictures import KeptPicture, picture_keep, picture_recall
@@ -252,3 +253,31 @@ def delete(request: HttpRequest, membership: Membership, asset_id: str) -> HttpR
     )
     messages.success(request, f"Deleted {name}.")
     return redirect("search:search", membership.tenant.slug)
+
+
+@require_GET
+@tenant_view()
+def duplicates(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """The tenant's near-duplicate groups, largest first, each with keep-one/delete-the-others."""
+    groups = near_duplicate_groups(membership.tenant)
+    context = {"tenant": membership.tenant, "membership": membership, "groups": groups}
+    return render(request, "search/duplicates.html", context)
+
+
+@require_POST
+@tenant_view(require="delete")
+def duplicates_keep(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """Keeps the chosen image and deletes the rest of its group, as the group stands now."""
+    keep = asset_for_tenant(membership.tenant, request.POST.get("keep", ""))
+    others = [asset for asset in near_duplicate_group(membership.tenant, keep) if asset.id != keep.id]
+    deleted = 0
+    try:
+        for asset in others:
+            asset_delete(asset=asset)
+            deleted += 1
+    except IndexUnavailable:
+        messages.error(request, f"Deleted {deleted} of {len(others)}. {INDEX_DOWN}")
+        return redirect("search:duplicates", membership.tenant.slug)
+    plural = "s" if deleted != 1 else ""
+    messages.success(request, f"Kept {keep.original_filename}; deleted {deleted} near-duplicate{plural}.")
+    return redirect("search:duplicates", membership.tenant.slug)

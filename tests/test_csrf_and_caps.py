@@ -49,6 +49,7 @@ def test_every_state_changing_page_refuses_a_post_without_the_csrf_token(strict,
         reverse("webhooks:toggle", args=[acme.slug, webhook.id]): {},
         reverse("webhooks:delete", args=[acme.slug, webhook.id]): {},
         reverse("search:search", args=[acme.slug]): {"image": SimpleUploadedFile("q.png", image_bytes())},
+        reverse("search:duplicates-keep", args=[acme.slug]): {"keep": str(image.id)},
         reverse("logout"): {},
     }
     for url, data in posts.items():
@@ -79,6 +80,7 @@ def test_every_post_form_on_every_page_carries_the_csrf_token_and_it_works(stric
         reverse("search:search", args=[acme.slug]),
         reverse("search:detail", args=[acme.slug, image.id]),
         reverse("tenants:tokens", args=[acme.slug]),
+        reverse("search:duplicates", args=[acme.slug]),
     ]
     forms = 0
     for page in pages:

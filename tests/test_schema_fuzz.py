@@ -49,6 +49,7 @@ def test_the_schema_documents_every_api_route():
         ("GET", "/api/v1/images/{id}/file/"),
         ("GET", "/api/v1/images/{id}/thumbnail/"),
         ("GET", "/api/v1/images/{id}/similar/"),
+        ("GET", "/api/v1/images/{id}/duplicates/"),
         ("GET", "/api/v1/search/"),
         ("POST", "/api/v1/search/"),
         ("GET", "/api/v1/webhooks/"),

@@ -26,6 +26,7 @@ from PIL import Image
 from ingestion.imaging import load_derivative, load_rgb, resize_for_model
 from ingestion.models import AssetStatus, ImageAsset
 from ingestion.services.events import images_emit
+from ingestion.services.near_duplicates import near_duplicates_record
 from vectors import index
 from vectors.embedding import get_embedder
 from vectors.index import Vector
@@ -231,6 +232,11 @@ def _embed_claimed(assets: Sequence[ImageAsset], report: EmbedReport) -> None:
             asset.status = AssetStatus.READY
         images_emit(EventType.IMAGE_READY, ready)
     report.ready.extend(str(asset.id) for asset in work)
+    try:  # one index query per image; the images are ready whatever it finds
+        for rows in by_tenant.values():
+            near_duplicates_record(tenant=rows[0][0].tenant, images=[row for row in rows if row[0].id in ready_ids])
+    except index.IndexUnavailable:
+        logger.warning("Could not look for near-duplicates of the images just embedded", exc_info=True)
     try:
         _catch_up_metadata(written)
     except index.IndexUnavailable:  # the images are ready; `reconcile_index` can repair their records
