@@ -8,4 +8,4 @@ class TenantsConfig(AppConfig):
     verbose_name = "Tenants"
 
     def ready(self) -> None:
-        from tenants import schema  # noqa: F401  (registers the OpenAPI security scheme)
+        from tenants import checks, schema  # noqa: F401  (the system checks, the OpenAPI security scheme)

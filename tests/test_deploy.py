@@ -29,9 +29,19 @@ def test_production_settings_pass_the_deploy_check():
     result = manage(
         "check", "--deploy", "--fail-level", "WARNING",
         DJANGO_ENV="production", DJANGO_SECRET_KEY=secrets.token_urlsafe(50), DJANGO_ALLOWED_HOSTS="images.example.com",
+        EMAIL_URL="smtp+tls://mailer:secret@smtp.example.com",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_production_without_email_url_is_warned_that_mail_reaches_no_one():
+    result = manage(
+        "check", "--deploy", "--fail-level", "WARNING",
+        DJANGO_ENV="production", DJANGO_SECRET_KEY=secrets.token_urlsafe(50), DJANGO_ALLOWED_HOSTS="images.example.com",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "tenants.W001" in result.stdout + result.stderr
 
 
 def test_production_without_a_secret_key_refuses_to_start():

@@ -78,3 +78,16 @@ def test_without_email_url_mails_are_files_under_the_data_dir(settings, tmp_path
     send_mail("Hello", "Body text", None, ["ann@example.com"])
     [written] = list((tmp_path / "mail").iterdir())
     assert "ann@example.com" in written.read_text()
+
+
+def test_production_without_email_url_warns_that_mail_reaches_no_one(settings):
+    from tenants.checks import mail_settings_check
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    settings.PRODUCTION = False
+    assert mail_settings_check() == []
+    settings.PRODUCTION = True
+    [warning] = mail_settings_check()
+    assert warning.id == "tenants.W001" and "EMAIL_URL" in warning.msg
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    assert mail_settings_check() == []
