@@ -60,7 +60,7 @@ def test_every_state_changing_page_refuses_a_post_without_the_csrf_token(strict,
     assert list(ApiToken.objects.values_list("name", "revoked_at")) == [("integration", None)]
     assert ImageAsset.objects.get(id=image.id).tags == [] and not BulkAction.objects.exists()
     assert list(WebhookEndpoint.objects.values_list("id", "is_active")) == [(webhook.id, True)]
-    assert strict.get(reverse("tenants:dashboard", args=[acme.slug])).status_code == 200  # still logged in
+    assert strict.get(reverse("ingestion:dashboard", args=[acme.slug])).status_code == 200  # still logged in
 
 
 def test_the_login_form_refuses_a_post_without_the_csrf_token(acme, bob):
@@ -74,7 +74,7 @@ def test_the_login_form_refuses_a_post_without_the_csrf_token(acme, bob):
 
 def test_every_post_form_on_every_page_carries_the_csrf_token_and_it_works(strict, acme, image):
     pages = [
-        reverse("tenants:dashboard", args=[acme.slug]),
+        reverse("ingestion:dashboard", args=[acme.slug]),
         reverse("ingestion:upload", args=[acme.slug]),
         reverse("ingestion:library", args=[acme.slug]),
         reverse("search:search", args=[acme.slug]),

@@ -134,7 +134,7 @@ def missing_pk(model: type[Model]) -> str:
 
 def umbra_object(world: World, route: Route) -> tuple[str, str]:
     model = model_of(route)
-    owned: dict[type[Model], Model] = {
+    owned: dict[type[Model], Model | None] = {
         Tenant: world.umbra.tenant,
         Membership: world.umbra.membership,
         ApiToken: world.umbra.token,

@@ -26,7 +26,7 @@ DOORS = {"chromadb": {"vectors/index.py"}, "torch": {"vectors/embedding/"}, "ope
 
 def imports(path: Path) -> set[str]:
     """Top-level packages a module imports, lazily inside functions included."""
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name.split(".")[0] for alias in node.names)

@@ -4,6 +4,8 @@ ones, in one claim, one forward pass per CLIP_BATCH_SIZE and one index write per
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -29,7 +31,7 @@ def store(tenant, user, *colours):
 @pytest.fixture
 def calls(monkeypatch):
     """Counts the index writes and forward passes while they run for real."""
-    seen = {"upserts": [], "passes": 0}
+    seen: dict[str, Any] = {"upserts": [], "passes": 0}
     upsert, forward = index.upsert_vectors, ClipEmbedder.embed_preprocessed
 
     def counting_upsert(**kwargs):

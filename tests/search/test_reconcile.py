@@ -29,7 +29,7 @@ def test_reconcile_requeues_missing_vectors_and_removes_orphans_and_untagged(ind
     dog, cat = indexed["dog.jpg"], indexed["cat.png"]
     index.delete_vectors(tenant=acme, ids=[str(dog.id)])  # a ready image lost its vector
     vector = index.fetch_vectors(tenant=acme, ids=[str(cat.id)])[str(cat.id)]
-    index.upsert_vectors(tenant=acme, ids=["orphan-1"], embeddings=[vector], metadatas=[{"category": ""}])
+    index.upsert_vectors(tenant=acme, ids=["orphan-1"], embeddings=vector.reshape(1, -1), metadatas=[{"category": ""}])
     index._collection(acme).upsert(ids=["untagged-1"], embeddings=[vector], metadatas=[{"category": "x"}])
 
     assert "Would have re-queued 1 images" in reconcile("--dry-run")

@@ -12,9 +12,9 @@ from tenants.authentication import ApiTokenAuthentication
 from tenants.throttling import ApiKeyRateThrottle, TenantRateThrottle
 
 
-def api_views() -> dict[str, type[APIView]]:
+def api_views() -> dict[str, type[APIView] | None]:
     """Every view class routed under /api/v1/, from Django's resolver."""
-    found: dict[str, type[APIView]] = {}
+    found: dict[str, type[APIView] | None] = {}
 
     def walk(patterns, prefix: str) -> None:
         for entry in patterns:
@@ -22,8 +22,7 @@ def api_views() -> dict[str, type[APIView]]:
             if isinstance(entry, URLResolver):
                 walk(entry.url_patterns, route)
             elif isinstance(entry, URLPattern) and route.startswith("api/v1/"):
-                view = getattr(entry.callback, "cls", None) or getattr(entry.callback, "view_class", None)
-                found[route] = view
+                found[route] = getattr(entry.callback, "cls", None) or getattr(entry.callback, "view_class", None)
 
     walk(get_resolver().url_patterns, "")
     return found

@@ -95,7 +95,8 @@ class TokenCheckingProxy(http.server.ThreadingHTTPServer):
     """An auth proxy in front of the Chroma server: requests without the token are refused."""
 
     def __init__(self, upstream: str, token: str) -> None:
-        self.upstream, self.token, self.seen = upstream, token, []
+        self.upstream, self.token = upstream, token
+        self.seen: list[str | None] = []
         super().__init__(("127.0.0.1", 0), ProxyHandler)
 
     @property
