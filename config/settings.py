@@ -323,6 +323,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # One name per choice set in the schema, whichever field carries it.
+    "ENUM_NAME_OVERRIDES": {
+        "ImageStatusEnum": "ingestion.models.AssetStatus",
+        "WebhookEventEnum": "webhooks.models.EventType",
+        "DeliveryStatusEnum": "webhooks.models.DeliveryStatus",
+        "RoleEnum": "tenants.models.Role",
+    },
 }
 
 if PRODUCTION:
