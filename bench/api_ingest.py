@@ -253,23 +253,25 @@ def worker_backlog(base_url: str, photos: list[tuple[str, bytes]], label: str, t
     return len(photos) / (last_ready - resumed), cpu.get("worker", 0.0) / len(photos)
 
 
-def reference_run(client: Any, reference: Any, paths: list[Path], name: str) -> tuple[float, float]:
+def reference_run(client: Any, reference: Any, paths: list[Path], name: str) -> tuple[float, float, list[float]]:
     """Chroma's pipeline, one image at a time as one file per request, into a fresh collection of the
     Chroma server: each image read by `ImageLoader`, embedded by `OpenCLIPEmbeddingFunction` and
     added with its vector and uri. (The loader and function are called here, as `add(uris=...)` calls
     them, because chromadb 1.5.9's `add` on a collection made with the function also rebuilds the
     function from the collection's schema on every call, loading the model twice: `as_written`
-    measures that.) Returns (images/s, this process's CPU seconds per image)."""
+    measures that.) Returns (images/s, this process's CPU seconds per image, seconds of each image)."""
     from chromadb.utils.data_loaders import ImageLoader
 
     loader = ImageLoader()
     collection = client.create_collection(name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}})
-    cpu = time.process_time()
+    cpu, each = time.process_time(), []
     with stopwatch() as elapsed:
         for number, path in enumerate(paths):
             uri = str(path)
-            collection.add(ids=[f"ref-{number}"], embeddings=reference(loader([uri])), uris=[uri])
-    return len(paths) / elapsed(), (time.process_time() - cpu) / len(paths)
+            with stopwatch() as one:
+                collection.add(ids=[f"ref-{number}"], embeddings=reference(loader([uri])), uris=[uri])
+            each.append(one())
+    return len(paths) / elapsed(), (time.process_time() - cpu) / len(paths), each
 
 
 def as_written(client: Any, reference: Any, paths: list[Path]) -> float:
@@ -404,6 +406,7 @@ def main() -> None:
 
         reference_rates: dict[int, list[float]] = defaultdict(list)
         reference_cpu: list[float] = []
+        reference_each: dict[int, list[float]] = defaultdict(list)
         runs: dict[tuple[int, int], list[Run]] = defaultdict(list)
         backlogs: list[tuple[float, float]] = []
         model_rates: list[tuple[float, float]] = []
@@ -412,9 +415,10 @@ def main() -> None:
         for repeat in range(args.repeats):
             for count in photo_counts:
                 if reference is not None:
-                    rate, cpu = reference_run(client, reference, paths[:count], f"reference-{count}-{repeat}")
+                    rate, cpu, each = reference_run(client, reference, paths[:count], f"reference-{count}-{repeat}")
                     reference_rates[count].append(rate)
                     reference_cpu.append(cpu)
+                    reference_each[count] += each
                     print(f"  reference, {count} photos, run {repeat + 1}: {rate:.2f} images/s")
                 for clients in client_counts:
                     run = ours_through_api(
@@ -441,16 +445,27 @@ def main() -> None:
     model_cpu = median([cpu for _, cpu in model_rates])
     print()
     print(f"machine: {machine()}; other processes may share these cores: compare only ratios measured in the same run")
-    if reference_rates:
-        for count, rates in reference_rates.items():
-            print(
-                f"reference Chroma's ImageLoader + OpenCLIPEmbeddingFunction (fp32), one image at a time, one add per image "
-                f"to the Chroma server, "
-                f"{count} photos: {median(rates):.2f} images/s (median of {len(rates)})"
-            )
+    for count, rates in reference_rates.items():
+        each = reference_each[count]
+        print(
+            f"reference Chroma's ImageLoader + OpenCLIPEmbeddingFunction (fp32), one image at a time, one add per image "
+            f"to the Chroma server, {count} photos: {median(rates):.2f} images/s (median of {len(rates)})"
+        )
+        print(
+            f"          per image {median(each) * 1000:.0f} ms (median), fastest tenth {percentile(each, 10) * 1000:.0f} ms, "
+            f"slowest tenth {percentile(each, 90) * 1000:.0f} ms: its fp32 forward pass of one image keeps every core's "
+            f"thread in lockstep, so other processes on the cores slow it far more than our uploads; at its fastest "
+            f"tenth's pace throughout (small photos in quiet moments: a bound that flatters it) it would make "
+            f"{1 / percentile(each, 10):.2f} images/s"
+        )
     for (count, clients), found in runs.items():
         rate = median([run.rate for run in found])
-        ratio = f" = {rate / median(reference_rates[count]):.1f}x the reference" if reference_rates else ""
+        ratio = (
+            f" = {rate / median(reference_rates[count]):.1f}x the reference "
+            f"({rate * percentile(reference_each[count], 10):.1f}x against its fastest tenth's pace)"
+            if reference_rates
+            else ""
+        )
         latencies = [latency for run in found for latency in run.upload_latencies]
         sizes = [n for run in found for n, _ in run.batches]
         print(
