@@ -341,6 +341,7 @@ def main() -> None:
         "--backlog", type=int, default=0, help="photos for the worker's backlog rate (default 2 forward batches)"
     )
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn processes (4 threads each)")
+    parser.add_argument("--model", default="ViT-B-32")
     parser.add_argument("--skip-baseline", action="store_true", help="measure only our service")
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for one run's images")
     parser.add_argument("--quick", action="store_true", help="a smoke test: 6 photos, 1 and 2 clients, one run")
@@ -353,7 +354,9 @@ def main() -> None:
     database = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/imagesearch_api_ingest")
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
     load_before = os.getloadavg()
-    with local_stack(database=database, redis_url=redis_url, web_workers=args.web_workers) as base_url:
+    with local_stack(
+        database=database, redis_url=redis_url, web_workers=args.web_workers, model=args.model
+    ) as base_url:
         import chromadb
         import httpx
         from chromadb.config import Settings as ChromaSettings
