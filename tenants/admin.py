@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -32,6 +34,12 @@ class TenantAdmin(admin.ModelAdmin[Tenant]):
     @admin.display(description="Quota")
     def quota(self, tenant: Tenant) -> str:
         return filesizeformat(tenant.storage_quota_bytes)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        """A tenant's audit log goes with the tenant. Nobody may delete entries one by one (the log's
+        admin refuses it), but that refusal must not stop an operator deleting the tenant itself."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, perms_needed - {AuditEvent._meta.verbose_name}, protected
 
 
 @admin.register(Membership)
