@@ -56,10 +56,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     differ, and DRF's names the model class), and the one service failure every REST view shares: the
     search index out of reach answers 503 (retry) instead of 500, wherever it happens."""
     from ingestion.api import IndexDown
-    from vectors.index import IndexUnavailable
+    from vectors.index import IndexLocked, IndexUnavailable
 
     if isinstance(exc, Http404):
         exc = NotFound()
+    elif isinstance(exc, IndexLocked):
+        exc = IndexDown(detail=str(exc))  # retrying will not help: say what will
     elif isinstance(exc, IndexUnavailable):
         exc = IndexDown()
     return exception_handler(exc, context)

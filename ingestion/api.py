@@ -18,7 +18,7 @@ from rest_framework.response import Response
 
 from ingestion.forms import AssetFiltersForm, ImageMetadataForm, UploadForm
 from ingestion.imaging import ALLOWED_FORMATS
-from ingestion.models import MAX_TAG_LENGTH, MAX_TAGS, AssetStatus, ImageAsset, parse_tags
+from ingestion.models import MAX_TAG_LENGTH, MAX_TAGS, AssetStatus, ImageAsset
 from ingestion.services.deletion import asset_delete
 from ingestion.services.editing import asset_update_metadata
 from ingestion.services.upload import UploadOutcome, assets_upload, upload_summary
@@ -147,14 +147,7 @@ def edit_form(asset: ImageAsset, data: Any) -> ImageMetadataForm:
 
 
 class ImageListParams(AssetFiltersForm):
-    """The list's filters: the library page's (one `tag` here, normalised as stored)."""
-
-    tag = forms.CharField(required=False, max_length=50)
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        data["tags"] = parse_tags([*data.get("tags", []), data.get("tag") or ""])
-        return data
+    """The list's filters: the library page's, `tag` and `tags` both read as in search."""
 
 
 class IndexDown(APIException):

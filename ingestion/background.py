@@ -45,10 +45,6 @@ def start() -> bool:
         return True
 
 
-def is_running() -> bool:
-    return _thread is not None and _thread.is_alive()
-
-
 def stop(timeout: float = 30) -> None:
     """Stops the embedder after its current batch (tests; the service's thread ends with its process)."""
     global _thread

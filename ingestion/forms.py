@@ -86,11 +86,13 @@ class MetadataFiltersForm(forms.Form):
     category = forms.CharField(required=False, max_length=100)
     source = forms.CharField(required=False, max_length=100)
     tags = forms.CharField(required=False, max_length=2000, help_text="all of these, comma-separated")
+    # One more tag, as the image list has always taken it: every door reads both, so neither is ignored.
+    tag = forms.CharField(required=False, max_length=50, widget=forms.HiddenInput)
     uploaded_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     uploaded_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
     def clean_tags(self) -> list[str]:
-        return parse_tags(self.cleaned_data.get("tags") or "")
+        return parse_tags([*parse_tags(self.cleaned_data.get("tags") or ""), self.data.get("tag") or ""])
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -49,6 +49,7 @@ FILTER_PARAMETERS = [
     OpenApiParameter("category", OpenApiTypes.STR),
     OpenApiParameter("source", OpenApiTypes.STR),
     OpenApiParameter("tags", OpenApiTypes.STR, description="comma-separated; every tag must match"),
+    OpenApiParameter("tag", OpenApiTypes.STR, description="one more tag that must match"),
     OpenApiParameter("uploaded_from", OpenApiTypes.DATE),
     OpenApiParameter("uploaded_to", OpenApiTypes.DATE),
 ]

@@ -82,6 +82,11 @@ def test_the_embedded_default_imports_embeds_and_serves(embedded_env, tmp_path):
         # importing a folder hands the new images to the running service, which embeds them; searching
         # them (by text with filters, and more like this) answers, never a 500.
         assert f"log in as {username} / {password}" in manage(embedded_env, "bootstrap_demo")
+        second = subprocess.run(
+            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{free_port()}"],
+            cwd=ROOT, env=embedded_env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert second.returncode != 0 and "is in use by process" in second.stdout + second.stderr  # refused at start
         key = manage(embedded_env, "create_api_token", "--tenant", "demo", "--user", username).strip().splitlines()[-1]
         folder = tmp_path / "more"
         folder.mkdir()

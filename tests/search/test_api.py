@@ -305,3 +305,15 @@ def test_list_filters_are_parsed_like_the_search_filters(indexed, acme, bob):
     inverted = client.get("/api/v1/images/", {"uploaded_from": "2026-02-01", "uploaded_to": "2026-01-01"})
     assert inverted.status_code == 400
     assert "uploaded_to" in inverted.json()
+
+
+def test_a_single_tag_filters_a_search_as_it_filters_the_image_list(indexed, acme, bob):
+    client = api(bob, acme)
+    searched = client.get("/api/v1/search/", {"q": "a dog", "tag": "cat"}).json()
+    listed = client.get("/api/v1/images/", {"tag": "cat"}).json()
+    assert (
+        {hit["id"] for hit in searched["results"]}
+        == {row["id"] for row in listed["results"]}
+        == {str(indexed["cat.png"].id)}
+    )
+    assert client.get("/api/v1/search/", {"q": "a dog", "tag": "zzz"}).json()["count"] == 0

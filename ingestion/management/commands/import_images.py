@@ -19,6 +19,7 @@ from ingestion.services.upload import assets_upload
 from ingestion.validation import sha256_of
 from tenants.audit import audit_record
 from tenants.models import AuditAction, Tenant
+from vectors import index
 from vectors.embedding import EmbeddingModelUnavailable
 from vectors.index import IndexLocked, IndexUnavailable
 
@@ -126,17 +127,20 @@ class Command(BaseCommand):
     def _embed_or_hand_over(self, *, verbosity: int) -> None:
         """In the single-process default the running service embeds what this command stored; with no
         service running, this command embeds the images itself (it may then open the index)."""
+        try:
+            index.check_available()
+        except IndexLocked:
+            self.stdout.write(
+                "The running service embeds the new images in the background; its pages show their progress."
+            )
+            return
+        except IndexUnavailable as exc:
+            raise CommandError(f"The images are stored and stay pending until this is fixed: {exc}") from exc
         pending = ImageAsset.objects.filter(status=AssetStatus.PENDING).count()
         bar = tqdm(total=pending, unit="image", desc="Embedding", disable=verbosity == 0, file=sys.stderr)
         try:
             while claimed := assets_embed_next_batch().claimed:
                 bar.update(claimed)
-        except IndexLocked:
-            bar.close()
-            self.stdout.write(
-                "The running service embeds the new images in the background; its pages show their progress."
-            )
-            return
         except (EmbeddingModelUnavailable, IndexUnavailable) as exc:
             bar.close()
             raise CommandError(f"The images are stored and stay pending until this is fixed: {exc}") from exc

@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from search.services import index_reconcile
-from vectors.index import IndexUnavailable
+from vectors.index import IndexLocked, IndexUnavailable
 
 
 class Command(BaseCommand):
@@ -20,6 +20,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, dry_run: bool, **options: Any) -> None:
         try:
             report = index_reconcile(dry_run=dry_run)
+        except IndexLocked as exc:
+            raise CommandError(f"{exc} Nothing was changed.") from exc
         except IndexUnavailable as exc:
             raise CommandError(f"{exc}. Nothing was changed; run it again once Chroma is reachable.") from exc
         verb = "Would have" if dry_run else "Done:"
