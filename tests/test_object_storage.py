@@ -18,7 +18,7 @@ from ingestion.models import AssetStatus, ImageAsset
 from ingestion.services.deletion import tenant_delete
 from tests.conftest import api, wait_for_status, web_side, worker_env
 from tests.factories import image_bytes
-from tests.support.processes import CeleryWorker, S3Server
+from tests.support.processes import CeleryWorker, RedisServer, S3Server, publishing_to
 from tests.testenv import OUTPUT
 
 pytestmark = pytest.mark.stack
@@ -111,20 +111,26 @@ def test_deleting_a_tenant_removes_its_objects_and_nothing_else(bucket, transact
 def test_a_worker_that_shares_no_disk_with_the_web_side_embeds_from_the_bucket(
     bucket, settings, transactional_db, chroma_server, tmp_path, acme, bob
 ):
+    broker = RedisServer(log=OUTPUT / "s3-redis.log")  # its own: no other test's worker takes the task
+    broker.start()
     worker = CeleryWorker(
-        env=worker_env(chroma_url=chroma_server.url, media=tmp_path / "worker-has-no-files", **bucket.env),
+        env=worker_env(
+            chroma_url=chroma_server.url, media=tmp_path / "worker-has-no-files", REDIS_URL=broker.url, **bucket.env
+        ),
         log=OUTPUT / "s3-celery-worker.log",
         hostname="s3@%h",
     )
-    worker.start()
     try:
-        with web_side(settings, chroma_url=chroma_server.url, media=tmp_path / "web-has-no-files"):
-            response = api(bob, acme).post(
-                "/api/v1/images/", {"file": SimpleUploadedFile("a.png", image_bytes("PNG"))}, format="multipart"
-            )
-            asset = ImageAsset.objects.get(id=response.json()["id"])
-            wait_for_status(asset, {AssetStatus.READY, AssetStatus.FAILED}, timeout=120)
-            assert asset.status == AssetStatus.READY, asset.failure_reason
-            assert not (tmp_path / "worker-has-no-files").exists() and not (tmp_path / "web-has-no-files").exists()
+        with publishing_to(broker.url):
+            worker.start()
+            with web_side(settings, chroma_url=chroma_server.url, media=tmp_path / "web-has-no-files"):
+                response = api(bob, acme).post(
+                    "/api/v1/images/", {"file": SimpleUploadedFile("a.png", image_bytes("PNG"))}, format="multipart"
+                )
+                asset = ImageAsset.objects.get(id=response.json()["id"])
+                wait_for_status(asset, {AssetStatus.READY, AssetStatus.FAILED}, timeout=120)
+                assert asset.status == AssetStatus.READY, asset.failure_reason
+                assert not (tmp_path / "worker-has-no-files").exists() and not (tmp_path / "web-has-no-files").exists()
     finally:
         worker.stop()
+        broker.stop()

@@ -16,9 +16,8 @@ from tests.faults.harness import (
     VISIBILITY_TIMEOUT,
     FaultStack,
     SupervisedWorker,
-    publishing_to,
 )
-from tests.support.processes import ChromaServer, RedisServer
+from tests.support.processes import ChromaServer, RedisServer, publishing_to
 from tests.testenv import OUTPUT
 
 

@@ -26,7 +26,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from PIL import Image
 
-from config.celery import app as celery_app
 from ingestion.models import AssetStatus, ImageAsset
 from tests.support.processes import CeleryBeat, CeleryWorker, ChromaServer, RedisServer, wait_until
 from tests.testenv import OUTPUT, ROOT
@@ -130,27 +129,6 @@ class FaultStack:
         )
         assert result.returncode == 0, result.stderr
         return result.stdout
-
-
-@contextlib.contextmanager
-def publishing_to(broker_url: str) -> Iterator[None]:
-    """Points the test process's Celery app at another broker. The app caches its connection pool
-    and producer pool (`app._pool`, `app.amqp._producer_pool`); dropping them makes the next publish
-    build new ones for the new URL, as Celery itself does after a fork."""
-
-    def switch(url: str) -> None:
-        celery_app.conf.broker_url = url
-        celery_app._pool = None
-        celery_app.amqp._producer_pool = None
-
-    previous = celery_app.conf.broker_url
-    switch(broker_url)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(Exception):
-            celery_app.pool.force_close_all()
-        switch(previous)
 
 
 # --- driving it ----------------------------------------------------------------------------------

@@ -4,13 +4,14 @@ local stack are built from these."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -251,3 +252,26 @@ class GunicornServer(LocalServer):
 
     def alive(self) -> bool:
         return answers(f"{self.url}/api/v1/images/", 401)  # Django loaded: the API refuses a keyless request
+
+
+@contextlib.contextmanager
+def publishing_to(broker_url: str) -> Iterator[None]:
+    """Points the test process's Celery app at another broker. The app caches its connection pool
+    and producer pool (`app._pool`, `app.amqp._producer_pool`); dropping them makes the next publish
+    build new ones for the new URL, as Celery itself does after a fork."""
+
+    from config.celery import app as celery_app
+
+    def switch(url: str) -> None:
+        celery_app.conf.broker_url = url
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+
+    previous = celery_app.conf.broker_url
+    switch(broker_url)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            celery_app.pool.force_close_all()
+        switch(previous)
