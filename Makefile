@@ -51,7 +51,7 @@ test: venv services system-deps
 
 ## The fast tier, for every edit: what needs no server process, browser or benchmark (`fast_tier` in pyproject.toml).
 test-fast: venv services system-deps
-	$(PY) -m pytest --fast
+	$(PY) -m pytest --fast -n 2
 
 lint: venv
 	$(VENV)/bin/ruff check .
