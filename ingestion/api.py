@@ -21,9 +21,9 @@ from ingestion.imaging import ALLOWED_FORMATS
 from ingestion.models import MAX_TAG_LENGTH, MAX_TAGS, AssetStatus, ImageAsset
 from ingestion.services.deletion import asset_delete
 from ingestion.services.editing import asset_update_metadata
-from ingestion.services.upload import UploadOutcome, assets_upload, upload_summary
+from ingestion.services.upload import UploadOutcome
 from ingestion.uploadhandlers import early_refusals
-from ingestion.views import original_file_response, stored_file_response
+from ingestion.views import original_file_response, stored_file_response, upload_with_form
 from tenants.api import Need, TenantScopedMixin
 from tenants.audit import audit_record_for_request
 from tenants.models import AuditAction
@@ -246,21 +246,12 @@ class ImageViewSet(
             raise DRFValidationError({"file": [refused[0].reason]})
         if not form.is_valid() and not (several and set(form.errors) == {"file"} and refused):
             raise form_errors(form)
-        outcomes = [UploadOutcome(filename=r.filename, error=r.reason) for r in refused]
-        if form.is_valid():
-            outcomes += assets_upload(
-                tenant=self.tenant,
-                uploaded_by=request.user,  # type: ignore[arg-type]
-                files=form.uploaded_files,
-                category=form.cleaned_data["category"],
-                source=form.cleaned_data["source"],
-                tags=form.cleaned_data["tags"],
-            )
-        if outcomes:
-            target, detail = upload_summary(outcomes)
-            audit_record_for_request(
-                request, tenant=self.tenant, action=AuditAction.IMAGES_UPLOADED, target=target, detail=detail
-            )
+        outcomes = upload_with_form(
+            request,
+            tenant=self.tenant,
+            form=form,
+            refused=[UploadOutcome(filename=r.filename, error=r.reason) for r in refused],
+        )
         if several:
             return Response({"results": [_upload_result(o) for o in outcomes]}, status=status.HTTP_207_MULTI_STATUS)
         [outcome] = outcomes

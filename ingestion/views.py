@@ -12,6 +12,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from rest_framework.request import Request
 
 from ingestion.forms import BulkActionForm, LibraryParamsForm, UploadForm
 from ingestion.imaging import ALLOWED_FORMATS
@@ -33,7 +34,7 @@ from ingestion.services.upload import UploadOutcome, assets_upload, upload_summa
 from ingestion.uploadhandlers import early_refusals
 from tenants.audit import audit_record_for_request
 from tenants.decorators import tenant_view
-from tenants.models import AuditAction, Membership
+from tenants.models import AuditAction, Membership, Tenant
 
 LIBRARY_PAGE_SIZE = 60
 
@@ -92,7 +93,19 @@ def upload(request: HttpRequest, membership: Membership) -> HttpResponse:
             if _wants_json(request):
                 return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
             return _render_upload(request, membership, form, status=400)
-        outcomes = refused + assets_upload(
+        return _report(request, membership, upload_with_form(request, tenant=tenant, form=form, refused=refused))
+    return _render_upload(request, membership, form)
+
+
+def upload_with_form(
+    request: HttpRequest | Request, *, tenant: Tenant, form: UploadForm, refused: list[UploadOutcome]
+) -> list[UploadOutcome]:
+    """What the page and the API do with a checked upload form: the upload service stores the files
+    (none when the form was refused), and the upload is written to the audit log with its counts,
+    the files refused while arriving (`refused`, first) included."""
+    outcomes = list(refused)
+    if form.is_valid():
+        outcomes += assets_upload(
             tenant=tenant,
             uploaded_by=request.user,  # type: ignore[arg-type]
             files=form.uploaded_files,
@@ -100,13 +113,12 @@ def upload(request: HttpRequest, membership: Membership) -> HttpResponse:
             source=form.cleaned_data["source"],
             tags=form.cleaned_data["tags"],
         )
-        if outcomes:
-            target, detail = upload_summary(outcomes)
-            audit_record_for_request(
-                request, tenant=tenant, action=AuditAction.IMAGES_UPLOADED, target=target, detail=detail
-            )
-        return _report(request, membership, outcomes)
-    return _render_upload(request, membership, form)
+    if outcomes:
+        target, detail = upload_summary(outcomes)
+        audit_record_for_request(
+            request, tenant=tenant, action=AuditAction.IMAGES_UPLOADED, target=target, detail=detail
+        )
+    return outcomes
 
 
 def _render_upload(request: HttpRequest, membership: Membership, form: UploadForm, status: int = 200) -> HttpResponse:
