@@ -278,6 +278,10 @@ SEARCH_DEFAULT_LIMIT = env_int("SEARCH_DEFAULT_LIMIT", 24, minimum=1)
 SEARCH_MAX_LIMIT = env_int("SEARCH_MAX_LIMIT", 200, minimum=1)
 # Cosine distance within which two images are near-duplicates (README: measured on copies of photographs).
 NEAR_DUPLICATE_DISTANCE = env_float("NEAR_DUPLICATE_DISTANCE", 0.05, minimum=0.0)
+# Auto-tags: an image gets a label of its tenant's vocabulary when the cosine similarity of its vector
+# to the text "a photo of a {label}" reaches this. CLIP models score a fitting caption about
+# 0.28-0.35 and an unrelated one 0.10-0.20 (README, "Auto-tags"); raise it for fewer, surer labels.
+AUTO_TAG_MIN_SCORE = env_float("AUTO_TAG_MIN_SCORE", 0.25, minimum=-1.0)
 
 # --- Uploads ----------------------------------------------------------------------------------
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 30 * 1024 * 1024, minimum=1024)

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.http import FileResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -15,12 +17,23 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from ingestion.forms import AssetFiltersForm, ImageMetadataForm, UploadForm
+from ingestion.forms import AssetFiltersForm, ImageMetadataForm, LabelVocabularyForm, UploadForm
 from ingestion.imaging import ALLOWED_FORMATS
-from ingestion.models import MAX_TAG_LENGTH, MAX_TAGS, AssetStatus, ImageAsset
+from ingestion.models import (
+    MAX_LABELS,
+    MAX_TAG_LENGTH,
+    MAX_TAGS,
+    AssetStatus,
+    BulkActionKind,
+    ImageAsset,
+    LabelVocabulary,
+)
+from ingestion.selectors import bulk_actions_for_tenant
 from ingestion.services.deletion import asset_delete
 from ingestion.services.editing import asset_update_metadata
+from ingestion.services.labels import vocabulary_of, vocabulary_set
 from ingestion.services.upload import UploadOutcome
 from ingestion.uploadhandlers import early_refusals
 from ingestion.views import original_file_response, stored_file_response, upload_with_form
@@ -42,12 +55,17 @@ class ImageSerializer(serializers.ModelSerializer[ImageAsset]):
     filename = serializers.CharField(source="original_filename", read_only=True)
     format = serializers.CharField(source="image_format", read_only=True)  # type: ignore[assignment]
     tags = serializers.ListField(child=serializers.CharField(), read_only=True)
+    labels = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="auto-tags: the labels of the tenant's vocabulary the picture matches, best first",
+    )
     links = serializers.SerializerMethodField()
 
     class Meta:
         model = ImageAsset
         fields = [
-            "id", "status", "failure_reason", "filename", "category", "source", "tags", "width", "height",
+            "id", "status", "failure_reason", "filename", "category", "source", "tags", "labels", "width", "height",
             "byte_size", "format", "created_at", "embedded_at", "links",
         ]  # fmt: skip
         read_only_fields = fields
@@ -213,6 +231,7 @@ class ImageViewSet(
             OpenApiParameter("category", OpenApiTypes.STR),
             OpenApiParameter("source", OpenApiTypes.STR),
             OpenApiParameter("tag", OpenApiTypes.STR),
+            OpenApiParameter("label", OpenApiTypes.STR, description="auto-tags, comma-separated; every one must match"),
             OpenApiParameter("uploaded_from", OpenApiTypes.DATE),
             OpenApiParameter("uploaded_to", OpenApiTypes.DATE),
         ]
@@ -303,3 +322,64 @@ class ImageViewSet(
     @action(detail=True, methods=["get"])
     def thumbnail(self, request: Request, pk: str | None = None) -> FileResponse:
         return stored_file_response(self.get_object().thumbnail.name, "image/jpeg")
+
+
+class RelabelSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    status = serializers.CharField(help_text="pending, running, done or failed")
+    total = serializers.IntegerField(help_text="ready images to label again")
+    processed = serializers.IntegerField()
+    changed = serializers.IntegerField(help_text="images whose labels changed")
+
+
+class LabelVocabularySerializer(serializers.Serializer[Any]):
+    labels = serializers.ListField(
+        child=serializers.CharField(max_length=MAX_TAG_LENGTH),
+        max_length=MAX_LABELS,
+        help_text="the tenant's auto-tag vocabulary; each ready image gets the labels it resembles",
+    )
+    min_score = serializers.FloatField(read_only=True, help_text="AUTO_TAG_MIN_SCORE: the similarity a label needs")
+    relabel = RelabelSerializer(
+        read_only=True, allow_null=True, help_text="the latest relabelling of the tenant's images, with its progress"
+    )
+
+
+class LabelVocabularyView(TenantScopedMixin, APIView):
+    """The tenant's auto-tag vocabulary. Every member may read it; owners and admins (with an
+    `admin` key) replace it, which relabels every ready image in the background from the stored
+    vectors (`relabel` reports the progress)."""
+
+    queryset = LabelVocabulary.objects.all()
+
+    def required_permission(self, request: Request) -> Need:
+        return "manage" if request.method == "PUT" else None
+
+    def _answer(self, status_code: int = status.HTTP_200_OK) -> Response:
+        latest = bulk_actions_for_tenant(self.tenant, limit=1, kind=BulkActionKind.RELABEL).first()
+        relabel = None
+        if latest is not None:
+            relabel = {key: getattr(latest, key) for key in ("id", "status", "total", "processed", "changed")}
+        body = {"labels": vocabulary_of(self.tenant), "min_score": settings.AUTO_TAG_MIN_SCORE, "relabel": relabel}
+        return Response(LabelVocabularySerializer(body).data, status=status_code)
+
+    @extend_schema(responses={200: LabelVocabularySerializer})
+    def get(self, request: Request) -> Response:
+        return self._answer()
+
+    @extend_schema(request=LabelVocabularySerializer, responses={200: LabelVocabularySerializer})
+    def put(self, request: Request) -> Response:
+        """Replaces the vocabulary (`labels`: a list of words, normalised like tags)."""
+        data = request.data
+        raw = data.get("labels") if isinstance(data, Mapping) else None
+        if not isinstance(raw, list) or not all(isinstance(label, str) for label in raw):
+            raise DRFValidationError({"labels": ["Give a list of words."]})
+        form = LabelVocabularyForm({"labels": "\n".join(raw)})
+        if not form.is_valid():
+            raise form_errors(form)
+        action = vocabulary_set(tenant=self.tenant, labels=form.cleaned_data["labels"], updated_by=self.membership.user)
+        if action is not None:
+            audit_record_for_request(
+                request, tenant=self.tenant, action=AuditAction.LABELS_CHANGED,
+                target=", ".join(form.cleaned_data["labels"]) or "(none)", detail={"bulk_action": str(action.id)},
+            )  # fmt: skip
+        return self._answer()

@@ -19,12 +19,13 @@ class MetadataFilters:
     category: str = ""
     source: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
+    labels: tuple[str, ...] = field(default_factory=tuple)
     uploaded_from: date | None = None
     uploaded_to: date | None = None
 
     @property
     def is_empty(self) -> bool:
-        return not (self.category or self.source or self.tags or self.uploaded_from or self.uploaded_to)
+        return not (self.category or self.source or self.tags or self.labels or self.uploaded_from or self.uploaded_to)
 
     def _bounds(self) -> tuple[datetime | None, datetime | None]:
         start = timezone.make_aware(datetime.combine(self.uploaded_from, time.min)) if self.uploaded_from else None
@@ -34,7 +35,12 @@ class MetadataFilters:
     def to_where(self) -> Where | None:
         start, end = self._bounds()
         return filters_where(
-            category=self.category, source=self.source, tags=self.tags, uploaded_from=start, uploaded_to=end
+            category=self.category,
+            source=self.source,
+            tags=self.tags,
+            labels=self.labels,
+            uploaded_from=start,
+            uploaded_to=end,
         )
 
     def apply(self, queryset: QuerySet[ImageAsset]) -> QuerySet[ImageAsset]:
@@ -44,6 +50,8 @@ class MetadataFilters:
             queryset = queryset.filter(source=self.source)
         for tag in self.tags:
             queryset = queryset.filter(tag_index__contains=f",{tag},")
+        for label in self.labels:
+            queryset = queryset.filter(label_index__contains=f",{label},")
         start, end = self._bounds()
         if start:
             queryset = queryset.filter(created_at__gte=start)

@@ -10,7 +10,16 @@ from django.core.files import File
 from django.db.models import QuerySet
 
 from ingestion.filters import MetadataFilters
-from ingestion.models import AssetStatus, BulkActionKind, ImageAsset, parse_tags, validate_tags
+from ingestion.models import (
+    MAX_LABELS,
+    MAX_TAG_LENGTH,
+    AssetStatus,
+    BulkActionKind,
+    ImageAsset,
+    parse_tags,
+    validate_labels,
+    validate_tags,
+)
 from vectors.layout import MAX_WHERE_PREDICATES, where_predicates
 
 
@@ -88,11 +97,17 @@ class MetadataFiltersForm(forms.Form):
     tags = forms.CharField(required=False, max_length=2000, help_text="all of these, comma-separated")
     # One more tag, as the image list has always taken it: every door reads both, so neither is ignored.
     tag = forms.CharField(required=False, max_length=50, widget=forms.HiddenInput)
+    label = forms.CharField(
+        required=False, max_length=2000, help_text="auto-tags: all of these, comma-separated", label="Auto-tags"
+    )
     uploaded_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     uploaded_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
     def clean_tags(self) -> list[str]:
         return parse_tags([*parse_tags(self.cleaned_data.get("tags") or ""), self.data.get("tag") or ""])
+
+    def clean_label(self) -> list[str]:
+        return parse_tags(self.cleaned_data.get("label") or "")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -106,7 +121,8 @@ class MetadataFiltersForm(forms.Form):
             if given > allowed:
                 self.add_error(
                     "tags",
-                    f"Too many filters: at most {allowed} conditions in all (category, source, each tag, each date), "
+                    f"Too many filters: at most {allowed} conditions in all (category, source, each tag and "
+                    "auto-tag, each date), "
                     f"not {given}.",
                 )
         return data
@@ -118,6 +134,7 @@ class MetadataFiltersForm(forms.Form):
             category=data.get("category") or "",
             source=data.get("source") or "",
             tags=tuple(data.get("tags") or ()),
+            labels=tuple(data.get("label") or ()),
             uploaded_from=data.get("uploaded_from"),
             uploaded_to=data.get("uploaded_to"),
         )
@@ -168,6 +185,26 @@ class UUIDListField(forms.Field):
             except ValueError:
                 raise forms.ValidationError(f"{str(raw)[:40]!r} is not an image id.", code="invalid") from None
         return list(dict.fromkeys(ids))
+
+
+class LabelVocabularyForm(forms.Form):
+    """A tenant's auto-tag vocabulary, as its owners and admins type it (page and API alike)."""
+
+    labels = forms.CharField(
+        required=False,
+        max_length=MAX_LABELS * (MAX_TAG_LENGTH + 2),
+        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "receipt, screenshot, whiteboard, cat"}),
+        help_text=f"Comma-separated or one per line, at most {MAX_LABELS}. Each image gets the labels it resembles.",
+    )
+
+    def clean_labels(self) -> list[str]:
+        raw = self.cleaned_data.get("labels") or ""
+        labels = parse_tags(raw)
+        try:
+            validate_labels(labels)
+        except ValidationError as error:
+            raise forms.ValidationError(error.messages) from None
+        return labels
 
 
 class BulkActionForm(forms.Form):

@@ -74,6 +74,10 @@ class ImageAsset(models.Model):
     tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
     # ",beach,summer,": lets every database filter by tag (SQLite has no JSON containment).
     tag_index = models.CharField(max_length=1100, blank=True, editable=False)
+    # Auto-tags: the labels of the tenant's vocabulary this picture matches (`ingestion.services.
+    # labels`), computed from its vector, best match first; `label_index` as `tag_index`.
+    labels = models.JSONField(default=list, blank=True, editable=False)
+    label_index = models.CharField(max_length=2700, blank=True, editable=False)
     # The side of the stored derivative (ingestion.imaging.make_derivative) the model embeds instead
     # of decoding the original again; 0 when there is none. Its name follows from the id and side.
     derivative_side = models.PositiveSmallIntegerField(default=0, editable=False)
@@ -105,6 +109,10 @@ class ImageAsset(models.Model):
         self.tags = tags
         self.tag_index = f",{','.join(tags)}," if tags else ""
 
+    def set_labels(self, labels: list[str]) -> None:
+        self.labels = labels
+        self.label_index = f",{','.join(labels)}," if labels else ""
+
     def derivative_name(self, side: int) -> str:
         return f"{Path(self.file.name or '').parent.parent}/derivatives/{side}/{self.id}.png"
 
@@ -120,6 +128,7 @@ class BulkActionKind(models.TextChoices):
     SET_CATEGORY = "set_category", "Set category"
     SET_SOURCE = "set_source", "Set source"
     REQUEUE = "requeue", "Re-queue failed"
+    RELABEL = "relabel", "Auto-tag again"
 
 
 class BulkActionStatus(models.TextChoices):
@@ -182,6 +191,38 @@ class BulkAction(models.Model):
             BulkActionKind.SET_SOURCE: f"Set source to “{self.value}”" if self.value else "Clear the source",
         }.get(BulkActionKind(self.kind), self.get_kind_display())
         return f"{what} on {self.total} image{'s' if self.total != 1 else ''}"
+
+
+MAX_LABELS = 50
+
+
+def validate_labels(value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(label, str) for label in value):
+        raise ValidationError("Labels must be a list of words.")
+    if len(value) > MAX_LABELS:
+        raise ValidationError(f"At most {MAX_LABELS} labels.")
+    for label in value:
+        if not label or len(label) > MAX_TAG_LENGTH:
+            raise ValidationError(f"Each label must have 1 to {MAX_TAG_LENGTH} characters.")
+        if "," in label:
+            raise ValidationError("A label may not contain a comma.")
+
+
+class LabelVocabulary(models.Model):
+    """The labels a tenant's owners and admins want its pictures auto-tagged with (e.g. receipt,
+    screenshot, whiteboard): each ready image gets those whose similarity to "a photo of a {label}"
+    passes AUTO_TAG_MIN_SCORE (`ingestion.services.labels`)."""
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="label_vocabulary")
+    labels = models.JSONField(default=list, blank=True, validators=[validate_labels])
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "label vocabularies"
+
+    def __str__(self) -> str:
+        return ", ".join(self.labels) or "(no labels)"
 
 
 class NearDuplicate(models.Model):

@@ -135,8 +135,11 @@ def status_counts_of(queryset: QuerySet[ImageAsset]) -> dict[str, int]:
     return counts
 
 
-def bulk_actions_for_tenant(tenant: Tenant, *, limit: int = 5) -> QuerySet[BulkAction]:
-    return BulkAction.objects.filter(tenant=tenant).order_by("-created_at")[:limit]
+def bulk_actions_for_tenant(tenant: Tenant, *, limit: int = 5, kind: str = "") -> QuerySet[BulkAction]:
+    actions = BulkAction.objects.filter(tenant=tenant)
+    if kind:
+        actions = actions.filter(kind=kind)
+    return actions.order_by("-created_at")[:limit]
 
 
 def bulk_action_for_tenant(tenant: Tenant, action_id: object) -> BulkAction:

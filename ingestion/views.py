@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from rest_framework.request import Request
 
-from ingestion.forms import BulkActionForm, LibraryParamsForm, UploadForm
+from ingestion.forms import BulkActionForm, LabelVocabularyForm, LibraryParamsForm, UploadForm
 from ingestion.imaging import ALLOWED_FORMATS
 from ingestion.models import AssetStatus, BulkAction, BulkActionKind, ImageAsset
 from ingestion.selectors import (
@@ -30,6 +30,7 @@ from ingestion.selectors import (
     tenant_storage_used,
 )
 from ingestion.services.bulk import bulk_action_start
+from ingestion.services.labels import vocabulary_of, vocabulary_set
 from ingestion.services.upload import UploadOutcome, assets_upload, upload_summary
 from ingestion.uploadhandlers import early_refusals
 from tenants.audit import audit_record_for_request
@@ -354,3 +355,33 @@ def bulk_action_json(action: BulkAction) -> dict[str, Any]:
 def bulk_action_status(request: HttpRequest, membership: Membership, action_id: str) -> JsonResponse:
     """An action's progress, for the library page's script."""
     return JsonResponse(bulk_action_json(bulk_action_for_tenant(membership.tenant, action_id)))
+
+
+@require_http_methods(["GET", "POST"])
+@tenant_view(require="manage")
+def labels(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """The tenant's auto-tag vocabulary. Saving a changed one relabels every ready image in the
+    background; its progress shows with the library's actions."""
+    tenant = membership.tenant
+    current = vocabulary_of(tenant)
+    form = LabelVocabularyForm(request.POST or None, initial={"labels": ", ".join(current)})
+    if request.method == "POST" and form.is_valid():
+        action = vocabulary_set(tenant=tenant, labels=form.cleaned_data["labels"], updated_by=request.user)  # type: ignore[arg-type]
+        if action is None:
+            messages.info(request, "The vocabulary is unchanged.")
+            return redirect("ingestion:labels", tenant.slug)
+        audit_record_for_request(
+            request, tenant=tenant, action=AuditAction.LABELS_CHANGED,
+            target=", ".join(form.cleaned_data["labels"]) or "(none)", detail={"bulk_action": str(action.id)},
+        )  # fmt: skip
+        _announce(request, action)
+        return redirect("ingestion:labels", tenant.slug)
+    recent = bulk_actions_for_tenant(tenant, limit=1, kind=BulkActionKind.RELABEL)
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request,
+        "ingestion/labels.html",
+        {"tenant": tenant, "form": form, "labels": current, "actions": list(recent),
+         "min_score": settings.AUTO_TAG_MIN_SCORE},
+        status=status,
+    )  # fmt: skip

@@ -50,6 +50,7 @@ FILTER_PARAMETERS = [
     OpenApiParameter("source", OpenApiTypes.STR),
     OpenApiParameter("tags", OpenApiTypes.STR, description="comma-separated; every tag must match"),
     OpenApiParameter("tag", OpenApiTypes.STR, description="one more tag that must match"),
+    OpenApiParameter("label", OpenApiTypes.STR, description="auto-tags, comma-separated; every one must match"),
     OpenApiParameter("uploaded_from", OpenApiTypes.DATE),
     OpenApiParameter("uploaded_to", OpenApiTypes.DATE),
 ]

@@ -129,6 +129,7 @@ class AuditAction(models.TextChoices):
     IMAGES_UPLOADED = "images.uploaded", "Images uploaded"
     IMAGE_DELETED = "image.deleted", "Image deleted"
     IMAGE_EDITED = "image.edited", "Image metadata edited"
+    LABELS_CHANGED = "labels.changed", "Auto-tag vocabulary changed"
     MEMBER_ROLE_CHANGED = "member.role_changed", "Role changed"
     MEMBER_REMOVED = "member.removed", "Member removed"
     INVITATION_SENT = "invitation.sent", "Invitation sent"

@@ -2,10 +2,13 @@
 place that knows the metadata keys. Writers (ingestion) build records with `image_metadata`, readers
 (search, the image list) build `where` clauses with `filters_where`; the index adds the tenant key.
 
-    {"category": str, "source": str, "uploaded_at": epoch seconds, "tag:<tag>": True, ..., "tenant": key}
+    {"category": str, "source": str, "uploaded_at": epoch seconds, "tag:<tag>": True, ...,
+     "label:<label>": True, ..., "tenant": key}
 
 Tags are one boolean key each because Chroma metadata holds scalars only: "has all of these tags"
-is then an `$and` of equalities that Chroma evaluates without scanning strings.
+is then an `$and` of equalities that Chroma evaluates without scanning strings. Labels (auto-tags,
+given by the model from the tenant's vocabulary) are kept the same way, apart from the tags people
+give, so relabelling never touches a person's tags.
 """
 
 from __future__ import annotations
@@ -16,16 +19,30 @@ from typing import Any
 
 TENANT_KEY = "tenant"
 TAG_PREFIX = "tag:"
+LABEL_PREFIX = "label:"
 MetadataValue = str | int | float | bool
 Metadata = dict[str, MetadataValue]
 Where = dict[str, Any]
 
 
-def image_metadata(*, category: str, source: str, uploaded_at: datetime, tags: Iterable[str]) -> Metadata:
+def image_metadata(
+    *, category: str, source: str, uploaded_at: datetime, tags: Iterable[str], labels: Iterable[str] = ()
+) -> Metadata:
     metadata: Metadata = {"category": category, "source": source, "uploaded_at": int(uploaded_at.timestamp())}
     for tag in tags:
         metadata[f"{TAG_PREFIX}{tag}"] = True
+    for label in labels:
+        metadata[f"{LABEL_PREFIX}{label}"] = True
     return metadata
+
+
+def labels_change(*, labels: Iterable[str], removed: Iterable[str]) -> dict[str, MetadataValue | None]:
+    """What to send `vectors.index.update_metadata` for an image whose labels changed: each label it
+    has, and each it lost as None."""
+    current = list(labels)
+    change: dict[str, MetadataValue | None] = {f"{LABEL_PREFIX}{label}": True for label in current}
+    change.update({f"{LABEL_PREFIX}{label}": None for label in removed if label not in current})
+    return change
 
 
 def image_metadata_change(
@@ -48,6 +65,7 @@ def filters_where(
     category: str = "",
     source: str = "",
     tags: Iterable[str] = (),
+    labels: Iterable[str] = (),
     uploaded_from: datetime | None = None,
     uploaded_to: datetime | None = None,
 ) -> Where | None:
@@ -59,6 +77,7 @@ def filters_where(
     if source:
         conditions.append({"source": {"$eq": source}})
     conditions.extend({f"{TAG_PREFIX}{tag}": {"$eq": True}} for tag in tags)
+    conditions.extend({f"{LABEL_PREFIX}{label}": {"$eq": True}} for label in labels)
     if uploaded_from:
         conditions.append({"uploaded_at": {"$gte": int(uploaded_from.timestamp())}})
     if uploaded_to:

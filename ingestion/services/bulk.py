@@ -1,5 +1,5 @@
 """Actions on many images at once (the library page): delete, add or remove tags, set the category
-or source, re-queue failed images.
+or source, re-queue failed images; and auto-tagging a tenant again when its vocabulary changes.
 
 An action is a row (`BulkAction`) before it is work: it names its images (the ones chosen, or a
 filter and the moment it was asked for, so images uploaded afterwards are left out) and runs in
@@ -34,6 +34,7 @@ from ingestion.filters import MetadataFilters
 from ingestion.models import AssetStatus, BulkAction, BulkActionKind, BulkActionStatus, ImageAsset
 from ingestion.services.deletion import assets_delete
 from ingestion.services.editing import assets_change_metadata
+from ingestion.services.labels import assets_relabel
 from ingestion.services.requeue import assets_requeue
 from tenants.models import Tenant
 from vectors.index import IndexUnavailable
@@ -57,6 +58,8 @@ def selection(action: BulkAction) -> QuerySet[ImageAsset]:
             images = images.filter(status=action.filters["status"])
     if action.kind == BulkActionKind.REQUEUE:
         images = images.filter(status=AssetStatus.FAILED)
+    elif action.kind == BulkActionKind.RELABEL:
+        images = images.filter(status=AssetStatus.READY)
     return images.order_by("created_at", "id")
 
 
@@ -65,6 +68,7 @@ def filters_to_json(filters: MetadataFilters, status: str) -> dict[str, Any]:
         "category": filters.category,
         "source": filters.source,
         "tags": list(filters.tags),
+        "labels": list(filters.labels),
         "uploaded_from": filters.uploaded_from.isoformat() if filters.uploaded_from else None,
         "uploaded_to": filters.uploaded_to.isoformat() if filters.uploaded_to else None,
         "status": status,
@@ -76,6 +80,7 @@ def filters_from_json(data: dict[str, Any]) -> MetadataFilters:
         category=data.get("category") or "",
         source=data.get("source") or "",
         tags=tuple(data.get("tags") or ()),
+        labels=tuple(data.get("labels") or ()),
         uploaded_from=datetime.fromisoformat(data["uploaded_from"]).date() if data.get("uploaded_from") else None,
         uploaded_to=datetime.fromisoformat(data["uploaded_to"]).date() if data.get("uploaded_to") else None,
     )
@@ -202,6 +207,8 @@ def _run_step(action: BulkAction, step: list[ImageAsset]) -> None:
             changed = assets_delete(tenant=action.tenant, assets=step)
         elif action.kind == BulkActionKind.REQUEUE:
             changed = assets_requeue(assets=step)
+        elif action.kind == BulkActionKind.RELABEL:
+            changed = assets_relabel(tenant=action.tenant, assets=step)
         else:
             report = assets_change_metadata(
                 assets=step,

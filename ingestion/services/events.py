@@ -23,6 +23,7 @@ def image_event_data(asset: ImageAsset) -> dict[str, Any]:
         "category": asset.category,
         "source": asset.source,
         "tags": list(asset.tags),
+        "labels": list(asset.labels),
         "width": asset.width,
         "height": asset.height,
         "byte_size": asset.byte_size,

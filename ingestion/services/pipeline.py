@@ -26,6 +26,7 @@ from PIL import Image
 from ingestion.imaging import load_derivative, load_rgb, resize_for_model
 from ingestion.models import AssetStatus, ImageAsset
 from ingestion.services.events import images_emit
+from ingestion.services.labels import labels_for, vocabulary_of
 from ingestion.services.near_duplicates import near_duplicates_record
 from vectors import index
 from vectors.embedding import get_embedder
@@ -74,8 +75,14 @@ def enqueue_embedding(asset_ids: Sequence[uuid.UUID | str]) -> None:
         transaction.on_commit(send)
 
 
-def vector_metadata(asset: ImageAsset) -> dict[str, str | int | float | bool]:
-    return image_metadata(category=asset.category, source=asset.source, uploaded_at=asset.created_at, tags=asset.tags)
+def vector_metadata(asset: ImageAsset, labels: Sequence[str] | None = None) -> dict[str, str | int | float | bool]:
+    return image_metadata(
+        category=asset.category,
+        source=asset.source,
+        uploaded_at=asset.created_at,
+        tags=asset.tags,
+        labels=asset.labels if labels is None else labels,
+    )
 
 
 def _claim(asset_ids: Sequence[str], *, token: str, top_up_to: int) -> list[ImageAsset]:
@@ -208,13 +215,19 @@ def _embed_claimed(assets: Sequence[ImageAsset], report: EmbedReport) -> None:
     if not work:
         return
     written = _current_metadata(work)  # an edit made while the batch was being embedded counts
+    embedder = get_embedder()
+    labels: dict[uuid.UUID, list[str]] = {}
     try:
         for rows in by_tenant.values():
+            tenant = rows[0][0].tenant
+            vectors = np.stack([vector for _, vector in rows])
+            found = labels_for(labels=vocabulary_of(tenant), vectors=vectors, embedder=embedder)
+            labels.update((asset.id, labelled) for (asset, _), labelled in zip(rows, found, strict=True))
             index.upsert_vectors(
-                tenant=rows[0][0].tenant,
+                tenant=tenant,
                 ids=[str(asset.id) for asset, _ in rows],
-                embeddings=np.stack([vector for _, vector in rows]),
-                metadatas=[vector_metadata(written.get(asset.id, asset)) for asset, _ in rows],
+                embeddings=vectors,
+                metadatas=[vector_metadata(written.get(asset.id, asset), labels[asset.id]) for asset, _ in rows],
             )
     except index.IndexUnavailable:
         _release([asset.id for asset in work])
@@ -230,6 +243,9 @@ def _embed_claimed(assets: Sequence[ImageAsset], report: EmbedReport) -> None:
         ready = [written.get(asset.id, asset) for asset in work if asset.id in ready_ids]
         for asset in ready:
             asset.status = AssetStatus.READY
+            asset.set_labels(labels[asset.id])
+        if ready:
+            ImageAsset.objects.bulk_update(ready, ["labels", "label_index"])
         images_emit(EventType.IMAGE_READY, ready)
     report.ready.extend(str(asset.id) for asset in work)
     try:  # one index query per image; the images are ready whatever it finds

@@ -1,0 +1,119 @@
+"""Auto-tags: each tenant keeps a vocabulary of labels (`LabelVocabulary`, edited by its owners and
+admins), and each ready image gets the labels whose text, "a photo of a {label}", lies close enough
+to its vector (cosine similarity at least AUTO_TAG_MIN_SCORE), best match first.
+
+Labels come from the image's vector, never from embedding the picture again: the pipeline labels a
+batch with the vectors it has just made (`labels_for`), and a changed vocabulary relabels the whole
+tenant in the background from the stored vectors (a `relabel` bulk action, steps of `bulk.STEP`
+images: one read of their vectors, one metadata write). The labels' text vectors are computed once
+per model and vocabulary. Labels live beside the tags people give, never mixed with them: on the
+row (`labels`, `label_index`) and in the index (`label:<label>` keys, `vectors.layout`)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Sequence
+
+import numpy as np
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from ingestion.models import AssetStatus, BulkAction, BulkActionKind, ImageAsset, LabelVocabulary, parse_tags
+from tenants.models import Tenant
+from vectors import index
+from vectors.embedding import ClipEmbedder, Vectors, get_embedder
+from vectors.layout import labels_change
+
+PROMPT = "a photo of a {label}"
+
+_prompts_lock = threading.Lock()
+_prompt_vectors: dict[tuple[str, tuple[str, ...]], Vectors] = {}
+MAX_CACHED_VOCABULARIES = 1024
+
+
+def vocabulary_of(tenant: Tenant) -> list[str]:
+    vocabulary = LabelVocabulary.objects.filter(tenant=tenant).values_list("labels", flat=True).first()
+    return list(vocabulary or [])
+
+
+def _label_vectors(embedder: ClipEmbedder, labels: Sequence[str]) -> Vectors:
+    key = (embedder.model_key, tuple(labels))
+    with _prompts_lock:
+        cached = _prompt_vectors.get(key)
+    if cached is not None:
+        return cached
+    vectors = embedder.embed_texts([PROMPT.format(label=label) for label in labels])
+    with _prompts_lock:
+        if len(_prompt_vectors) >= MAX_CACHED_VOCABULARIES:
+            _prompt_vectors.clear()
+        _prompt_vectors[key] = vectors
+    return vectors
+
+
+def labels_for(*, labels: Sequence[str], vectors: Vectors, embedder: ClipEmbedder) -> list[list[str]]:
+    """For each image vector (unit length, made by `embedder`'s model), the labels it passes
+    AUTO_TAG_MIN_SCORE for, the best first."""
+    if not labels or not len(vectors):
+        return [[] for _ in range(len(vectors))]
+    scores = np.asarray(vectors, dtype=np.float32) @ _label_vectors(embedder, labels).T
+    minimum = settings.AUTO_TAG_MIN_SCORE
+    found = []
+    for row in scores:
+        order = np.argsort(-row, kind="stable")
+        found.append([labels[i] for i in order if row[i] >= minimum])
+    return found
+
+
+def vocabulary_set(*, tenant: Tenant, labels: str | Sequence[str], updated_by: User | None) -> BulkAction | None:
+    """Replaces the tenant's vocabulary (normalised as tags are: trimmed, lower-cased, de-duplicated)
+    and relabels its images in the background; returns that action, or None when nothing changed.
+    Raises ValidationError, having changed nothing."""
+    from ingestion.services.bulk import bulk_action_start  # bulk imports this module to run the relabelling
+
+    wanted = parse_tags(labels)
+    vocabulary = LabelVocabulary.objects.filter(tenant=tenant).first() or LabelVocabulary(tenant=tenant)
+    if vocabulary.pk and vocabulary.labels == wanted:
+        return None
+    vocabulary.labels, vocabulary.updated_by = wanted, updated_by
+    vocabulary.full_clean(exclude=["tenant"])
+    with transaction.atomic():
+        vocabulary.save()
+        action, _ = bulk_action_start(
+            tenant=tenant, created_by=updated_by, key=f"relabel-{uuid.uuid4()}", kind=BulkActionKind.RELABEL,
+        )  # fmt: skip
+    return action
+
+
+def assets_relabel(*, tenant: Tenant, assets: Sequence[ImageAsset]) -> int:
+    """Labels the tenant's ready images again from their stored vectors with the vocabulary as it is
+    now; the rows and the index records change together. Returns how many images changed."""
+    ready = [asset for asset in assets if asset.status == AssetStatus.READY and asset.tenant_id == tenant.pk]
+    if not ready:
+        return 0
+    stored = index.fetch_vectors(tenant=tenant, ids=[str(asset.id) for asset in ready])
+    found = [asset for asset in ready if str(asset.id) in stored]
+    if not found:
+        return 0
+    new_labels = labels_for(
+        labels=vocabulary_of(tenant),
+        vectors=np.stack([stored[str(asset.id)] for asset in found]),
+        embedder=get_embedder("text"),
+    )
+    changed: list[tuple[ImageAsset, list[str]]] = []
+    for asset, labels in zip(found, new_labels, strict=True):
+        if labels != asset.labels:
+            removed = [label for label in asset.labels if label not in labels]
+            asset.set_labels(labels)
+            changed.append((asset, removed))
+    if not changed:
+        return 0
+    with transaction.atomic():
+        ImageAsset.objects.bulk_update([asset for asset, _ in changed], ["labels", "label_index"])
+        index.update_metadata(
+            tenant=tenant,
+            ids=[str(asset.id) for asset, _ in changed],
+            metadatas=[labels_change(labels=asset.labels, removed=removed) for asset, removed in changed],
+        )
+    return len(changed)
