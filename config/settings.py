@@ -225,6 +225,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_int("STALE_SWEEP_SECONDS", 300, minimum=10),
     },
     "resume-interrupted-bulk-actions": {"task": "ingestion.tasks.resume_bulk_actions", "schedule": 120},
+    "resume-interrupted-reindex": {"task": "ingestion.tasks.resume_reindex", "schedule": 120},
     "send-due-webhook-deliveries": {"task": "webhooks.tasks.send_due_deliveries", "schedule": 30},
 }
 
@@ -278,6 +279,9 @@ SEARCH_DEFAULT_LIMIT = env_int("SEARCH_DEFAULT_LIMIT", 24, minimum=1)
 SEARCH_MAX_LIMIT = env_int("SEARCH_MAX_LIMIT", 200, minimum=1)
 # Cosine distance within which two images are near-duplicates (README: measured on copies of photographs).
 NEAR_DUPLICATE_DISTANCE = env_float("NEAR_DUPLICATE_DISTANCE", 0.05, minimum=0.0)
+# How long a process trusts what it read of the active model before reading it again: a switch made by
+# `manage.py reindex` reaches running web servers and workers within this time, without a restart.
+VECTOR_SPACES_REFRESH_SECONDS = env_float("VECTOR_SPACES_REFRESH_SECONDS", 2.0, minimum=0.0)
 # Auto-tags: an image gets a label of its tenant's vocabulary when the cosine similarity of its vector
 # to the text "a photo of a {label}" reaches this. CLIP models score a fitting caption about
 # 0.28-0.35 and an unrelated one 0.10-0.20 (README, "Auto-tags"); raise it for fewer, surer labels.

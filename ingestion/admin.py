@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
-from ingestion.models import AssetStatus, ImageAsset
+from ingestion.models import AssetStatus, ImageAsset, ReindexProgress, VectorSpace
 from ingestion.services.deletion import tenant_delete
 from ingestion.services.requeue import assets_requeue
 from tenants.admin import TenantAdmin
@@ -93,3 +93,47 @@ class TenantWithImagesAdmin(TenantAdmin):
         failed = ImageAsset.objects.filter(tenant__in=queryset, status=AssetStatus.FAILED)
         count = assets_requeue(assets=failed)
         self.message_user(request, f"{count} failed images queued for embedding again.", messages.SUCCESS)
+
+
+class ReindexProgressInline(admin.TabularInline[ReindexProgress, VectorSpace]):
+    model = ReindexProgress
+    fields = ["tenant", "done", "total", "percent", "finished_at", "updated_at"]
+    readonly_fields = ["tenant", "done", "total", "percent", "finished_at", "updated_at"]
+    extra = 0
+    can_delete = False
+
+    @admin.display(description="%")
+    def percent(self, progress: ReindexProgress) -> int:
+        return progress.percent
+
+    def has_add_permission(self, request: HttpRequest, obj: VectorSpace | None = None) -> bool:
+        return False
+
+
+@admin.register(VectorSpace)
+class VectorSpaceAdmin(admin.ModelAdmin[VectorSpace]):
+    """The models the index holds vectors of, and a build's progress per tenant. Read-only: models
+    change with `manage.py reindex`, which builds before it switches."""
+
+    list_display = ["model", "pretrained", "state", "progress", "created_at", "activated_at", "error"]
+    readonly_fields = ["key", "model", "pretrained", "state", "created_at", "activated_at", "retired_at", "error"]
+    inlines = [ReindexProgressInline]
+
+    @admin.display(description="Tenants complete")
+    def progress(self, space: VectorSpace) -> str:
+        rows = space.progress.all()
+        if not rows:
+            return "—"
+        return f"{sum(1 for r in rows if r.finished_at)}/{len(rows)}"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[VectorSpace]:
+        return super().get_queryset(request).prefetch_related("progress")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: VectorSpace | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: VectorSpace | None = None) -> bool:
+        return False

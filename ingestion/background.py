@@ -2,7 +2,8 @@
 server, so an upload returns as soon as its files are stored and the page watches each image go
 pending → processing → ready. It takes the oldest pending images of any tenant, a forward batch
 at a time (`assets_embed_next_batch`), when an upload commits or every EMBED_POLL_SECONDS, which
-also picks up images that another process (`import_images`) stored. It is the only process that
+also picks up images that another process (`import_images`) stored; between uploads it builds the
+model `manage.py reindex` asked for, a step at a time. It is the only process that
 opens the embedded Chroma directory (`vectors.index` holds a lock on it).
 
 Nothing is left behind: at start, images a previous run left processing are put back in pending;
@@ -20,6 +21,7 @@ from django.db import close_old_connections
 
 from ingestion.services.bulk import bulk_actions_resume
 from ingestion.services.pipeline import assets_embed_next_batch, assets_requeue_interrupted
+from ingestion.services.reindex import reindex_advance
 from vectors.embedding import EmbeddingModelUnavailable
 from vectors.index import IndexUnavailable
 
@@ -82,6 +84,10 @@ def _run() -> None:
         pause = 0.0
         try:
             while assets_embed_next_batch().claimed and not _stop.is_set():
+                pass
+            # A model being built (`manage.py reindex`) takes the time between uploads, a step at a
+            # time: an upload (which sets _wake) is embedded before the next step.
+            while not _wake.is_set() and not _stop.is_set() and reindex_advance():
                 pass
             last_error = ""
         except (EmbeddingModelUnavailable, IndexUnavailable) as exc:

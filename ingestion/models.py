@@ -242,3 +242,63 @@ class NearDuplicate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.image_id} ~ {self.duplicate_id} ({self.distance:.4f})"
+
+
+class VectorSpaceState(models.TextChoices):
+    BUILDING = "building", "Building"
+    ACTIVE = "active", "Active"
+    RETIRED = "retired", "Retired (old vectors kept)"
+    DROPPED = "dropped", "Dropped"
+
+
+class VectorSpace(models.Model):
+    """A model and its weights, and the vectors they make: one collection per tenant in the index
+    (`vectors.index`, named by `key`). One space is active (searches and uploads use it); while
+    `manage.py reindex` builds another, uploads are embedded into both; when every tenant's build
+    is complete the new one becomes active in one step (`ingestion.services.reindex`). Before the
+    first reindex there is no row: the settings' model (CLIP_MODEL, CLIP_PRETRAINED) is active."""
+
+    key = models.CharField(max_length=200, unique=True, help_text="vectors.embedding.model_key")
+    model = models.CharField(max_length=100, help_text="the OpenCLIP model name, e.g. ViT-B-32")
+    pretrained = models.CharField(max_length=500, help_text="a pretrained tag or a checkpoint path")
+    state = models.CharField(max_length=16, choices=VectorSpaceState.choices, default=VectorSpaceState.BUILDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, help_text="why the build last stopped, if it did")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["state"], condition=models.Q(state="active"), name="one_active_space"),
+            models.UniqueConstraint(fields=["state"], condition=models.Q(state="building"), name="one_building_space"),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.model} ({self.pretrained})"
+
+
+class ReindexProgress(models.Model):
+    """How far a space's build has come for one tenant: its ready images taken in upload order from
+    `cursor` on; `finished_at` once every ready image has a vector in the space."""
+
+    space = models.ForeignKey(VectorSpace, on_delete=models.CASCADE, related_name="progress")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    total = models.PositiveIntegerField(default=0, help_text="ready images when the build reached the tenant")
+    done = models.PositiveIntegerField(default=0)
+    cursor = models.JSONField(null=True, blank=True, help_text="the last image done: [uploaded at, id]")
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["space", "tenant"], name="unique_reindex_progress")]
+        verbose_name_plural = "reindex progress"
+
+    def __str__(self) -> str:
+        return f"{self.tenant} in {self.space}: {self.done}/{self.total}"
+
+    @property
+    def percent(self) -> int:
+        if self.finished_at:
+            return 100
+        return 0 if not self.total else min(99, round(100 * self.done / self.total))

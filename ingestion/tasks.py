@@ -7,6 +7,7 @@ from celery.signals import worker_init
 
 from ingestion.services.bulk import bulk_action_run, bulk_actions_resume
 from ingestion.services.pipeline import assets_embed
+from ingestion.services.reindex import reindex_resume, reindex_work
 from ingestion.services.requeue import assets_requeue_stale
 from vectors.embedding import EmbeddingModelUnavailable, get_embedder
 from vectors.index import IndexUnavailable
@@ -52,6 +53,34 @@ def run_bulk_action(self: Any, action_id: str) -> None:
 @shared_task(name="ingestion.tasks.resume_bulk_actions")
 def resume_bulk_actions() -> int:
     return bulk_actions_resume()
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=12,
+    name="ingestion.tasks.run_reindex",
+)
+def run_reindex(self: Any) -> bool:
+    """Builds the model `manage.py reindex` asked for, a slice at a time (each slice queues the
+    next), and switches at the end; resumable. Returns whether work remains."""
+    try:
+        remaining = reindex_work(seconds=REINDEX_SLICE_SECONDS)
+    except IndexUnavailable as exc:
+        raise self.retry(exc=exc, countdown=min(2 ** (self.request.retries + 1), 300)) from exc
+    if remaining:
+        run_reindex.delay()
+    return remaining
+
+
+REINDEX_SLICE_SECONDS = 30
+
+
+@shared_task(name="ingestion.tasks.resume_reindex")
+def resume_reindex() -> bool:
+    """The beat's look at a build whose steps stopped (its worker died, its retries ran out)."""
+    return reindex_resume()
 
 
 @worker_init.connect

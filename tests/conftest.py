@@ -261,3 +261,14 @@ def _clean_output() -> None:
     for name in ("chroma-server.log", "celery-worker.log"):
         (OUTPUT / name).unlink(missing_ok=True)
     shutil.rmtree(OUTPUT / "screenshots", ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _each_test_reads_the_active_model_afresh():
+    """What a process keeps of the active model (`ingestion.spaces`) must not outlive the test that
+    switched it: its database rows do not."""
+    from ingestion import spaces
+
+    spaces.refresh()
+    yield
+    spaces.refresh()

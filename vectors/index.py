@@ -157,12 +157,21 @@ def _hold_embedded_directory(path: Path) -> None:
 
 
 _active_space: Callable[[], str] | None = None
+_write_spaces: Callable[[], Sequence[str]] | None = None
 
 
-def configure(*, active_space: Callable[[], str]) -> None:
-    """Names the vector space that reads and writes use when the caller names none."""
-    global _active_space
-    _active_space = active_space
+def configure(*, active_space: Callable[[], str], write_spaces: Callable[[], Sequence[str]] | None = None) -> None:
+    """Names the vector space that reads and writes use when the caller names none, and the spaces
+    that a metadata change or a deletion naming none reaches (the active one and one being built:
+    they must agree once the second becomes active)."""
+    global _active_space, _write_spaces
+    _active_space, _write_spaces = active_space, write_spaces
+
+
+def _spaces_written(space: str | None) -> list[str]:
+    if space:
+        return [space]
+    return list(_write_spaces()) if _write_spaces is not None else [_space(None)]
 
 
 def _space(space: str | None) -> str:
@@ -364,7 +373,8 @@ def update_metadata(
     metadatas: Sequence[Mapping[str, MetadataValue | None]],
 ) -> None:
     """Changes stored records' metadata, not their vectors. Chroma merges the given keys into the
-    record's; a key given as None is removed. Ids the tenant's collection does not hold are ignored."""
+    record's; a key given as None is removed. Ids the tenant's collection does not hold are ignored.
+    With no `space`, every live space's records change (see `configure`)."""
     if not ids:
         return
     if len(ids) != len(metadatas):
@@ -372,11 +382,12 @@ def update_metadata(
     for metadata in metadatas:
         if TENANT_KEY in metadata:
             raise ValueError(f"Metadata may not set {TENANT_KEY!r}; the index sets it.")
-    collection = _collection(tenant, space)
-    held = set(_get(collection, ids=ids, where=scoped_where(tenant), include=[])["ids"])
-    rows = [(id_, dict(metadata)) for id_, metadata in zip(ids, metadatas, strict=True) if id_ in held]
-    for chunk in _chunks(rows):
-        _call("update", collection.update, ids=[id_ for id_, _ in chunk], metadatas=[m for _, m in chunk])
+    for written in _spaces_written(space):
+        collection = _collection(tenant, written)
+        held = set(_get(collection, ids=ids, where=scoped_where(tenant), include=[])["ids"])
+        rows = [(id_, dict(metadata)) for id_, metadata in zip(ids, metadatas, strict=True) if id_ in held]
+        for chunk in _chunks(rows):
+            _call("update", collection.update, ids=[id_ for id_, _ in chunk], metadatas=[m for _, m in chunk])
 
 
 def _unique(ids: Sequence[str]) -> list[str]:
@@ -385,19 +396,22 @@ def _unique(ids: Sequence[str]) -> list[str]:
 
 
 def delete_vectors(*, tenant: TenantScoped, space: str | None = None, ids: Sequence[str]) -> None:
+    """Deletes the tenant's records; with no `space`, from every live space (see `configure`)."""
     if ids:
-        collection = _collection(tenant, space)
-        for chunk in _chunks(_unique(ids)):
-            _call("delete", collection.delete, ids=list(chunk), where=scoped_where(tenant))
+        for written in _spaces_written(space):
+            collection = _collection(tenant, written)
+            for chunk in _chunks(_unique(ids)):
+                _call("delete", collection.delete, ids=list(chunk), where=scoped_where(tenant))
 
 
 def delete_tenant_vectors(*, tenant: TenantScoped, space: str | None = None) -> None:
-    """Drops the tenant's collection for the current model."""
-    name = collection_name(tenant, space)
-    with _lock:
-        _collections.pop(name, None)
-    with contextlib.suppress(NotFoundError):  # nothing was ever stored
-        _call("delete_collection", lambda: _connected().delete_collection(name))
+    """Drops the tenant's collection; with no `space`, in every live space (see `configure`)."""
+    for written in _spaces_written(space):
+        name = collection_name(tenant, written)
+        with _lock:
+            _collections.pop(name, None)
+        with contextlib.suppress(NotFoundError):  # nothing was ever stored
+            _call("delete_collection", lambda name=name: _connected().delete_collection(name))
 
 
 def fetch_vectors(*, tenant: TenantScoped, space: str | None = None, ids: Sequence[str]) -> dict[str, Vector]:

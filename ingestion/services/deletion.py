@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from ingestion.models import ImageAsset
+from ingestion.models import ImageAsset, VectorSpace, VectorSpaceState
 from ingestion.services.events import images_emit
 from ingestion.services.upload import storage_prefix
 from tenants.models import Tenant
@@ -49,9 +49,12 @@ def assets_delete(*, tenant: Tenant, assets: Sequence[ImageAsset]) -> int:
 
 
 def tenant_delete(*, tenant: Tenant) -> None:
-    """Removes a tenant with everything it owns: its vectors (its collection), its files, its rows.
-    If Chroma cannot be reached nothing is removed (IndexUnavailable)."""
+    """Removes a tenant with everything it owns: its vectors (its collection in every space, those
+    of models switched away from included), its files, its rows. If Chroma cannot be reached nothing
+    is removed (IndexUnavailable)."""
     index.delete_tenant_vectors(tenant=tenant)
+    for key in VectorSpace.objects.filter(state=VectorSpaceState.RETIRED).values_list("key", flat=True):
+        index.delete_tenant_vectors(tenant=tenant, space=key)
     prefix = storage_prefix(tenant)
     with transaction.atomic():
         tenant.delete()

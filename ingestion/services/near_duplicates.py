@@ -18,13 +18,15 @@ from vectors.index import Vector
 NEIGHBOURS = 20  # nearest images looked at per new image; a group larger than this still links up
 
 
-def near_duplicates_record(*, tenant: Tenant, images: Sequence[tuple[ImageAsset, Vector]]) -> int:
-    """For each image just made ready, the tenant's images within the distance, recorded both ways.
-    Returns the number of pairs recorded."""
+def near_duplicates_record(
+    *, tenant: Tenant, images: Sequence[tuple[ImageAsset, Vector]], space: str | None = None
+) -> int:
+    """For each image just made ready, the tenant's images within the distance (in the active
+    model's space, the one `space` names), recorded both ways. Returns the number of pairs recorded."""
     limit = settings.NEAR_DUPLICATE_DISTANCE
     found: dict[tuple[uuid.UUID, uuid.UUID], float] = {}
     for asset, vector in images:
-        for hit in index.query_vectors(tenant=tenant, embedding=vector, limit=NEIGHBOURS + 1):
+        for hit in index.query_vectors(tenant=tenant, space=space, embedding=vector, limit=NEIGHBOURS + 1):
             if hit.distance <= limit and hit.id != str(asset.id):
                 other = uuid.UUID(hit.id)
                 found[(asset.id, other)] = found[(other, asset.id)] = max(0.0, hit.distance)

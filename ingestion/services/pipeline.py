@@ -28,8 +28,9 @@ from ingestion.models import AssetStatus, ImageAsset
 from ingestion.services.events import images_emit
 from ingestion.services.labels import labels_for, vocabulary_of
 from ingestion.services.near_duplicates import near_duplicates_record
+from ingestion.spaces import live_spaces
 from vectors import index
-from vectors.embedding import get_embedder
+from vectors.embedding import ClipEmbedder, ModelSpec, get_embedder, model_key, release_models
 from vectors.index import Vector
 from vectors.layout import image_metadata, image_metadata_change
 from webhooks.models import EventType
@@ -207,28 +208,28 @@ def _embed_claimed(assets: Sequence[ImageAsset], report: EmbedReport) -> None:
     if not candidates:
         return
 
-    by_tenant: dict[int, list[tuple[ImageAsset, Vector]]] = defaultdict(list)
+    plan = live_spaces()  # the active model, and the one a reindex is building: each gets the vectors
+    release_models(keep=plan.specs)
+    embedders = [get_embedder(spec=spec) for spec in plan.specs]
+    by_tenant: dict[int, list[tuple[ImageAsset, list[Vector]]]] = defaultdict(list)
     work: list[ImageAsset] = []
-    for asset, vector in _embed_stored_images(candidates, report):
+    for asset, vectors in _embed_stored_images(candidates, report, embedders):
         work.append(asset)
-        by_tenant[asset.tenant_id].append((asset, vector))
+        by_tenant[asset.tenant_id].append((asset, vectors))
     if not work:
         return
     written = _current_metadata(work)  # an edit made while the batch was being embedded counts
-    embedder = get_embedder()
-    labels: dict[uuid.UUID, list[str]] = {}
     try:
-        for rows in by_tenant.values():
-            tenant = rows[0][0].tenant
-            vectors = np.stack([vector for _, vector in rows])
-            found = labels_for(labels=vocabulary_of(tenant), vectors=vectors, embedder=embedder)
-            labels.update((asset.id, labelled) for (asset, _), labelled in zip(rows, found, strict=True))
-            index.upsert_vectors(
-                tenant=tenant,
-                ids=[str(asset.id) for asset, _ in rows],
-                embeddings=vectors,
-                metadatas=[vector_metadata(written.get(asset.id, asset), labels[asset.id]) for asset, _ in rows],
-            )
+        labels = _write_vectors(by_tenant, embedders, written)
+        # A reindex that began (or switched) while this batch was embedded: its space gets them too.
+        done = {embedder.model_key for embedder in embedders}
+        late = [spec for spec in live_spaces(fresh=True).specs if model_key(spec) not in done]
+        if late:
+            late_embedders = [get_embedder(spec=spec) for spec in late]
+            late_rows: dict[int, list[tuple[ImageAsset, list[Vector]]]] = defaultdict(list)
+            for asset, vectors in _embed_stored_images(work, EmbedReport(), late_embedders, primary=False):
+                late_rows[asset.tenant_id].append((asset, vectors))
+            _write_vectors(late_rows, late_embedders, written)
     except index.IndexUnavailable:
         _release([asset.id for asset in work])
         raise
@@ -237,26 +238,76 @@ def _embed_claimed(assets: Sequence[ImageAsset], report: EmbedReport) -> None:
             id__in=[asset.id for asset in work], status=AssetStatus.PROCESSING
         )
         ready_ids = set(processing.values_list("id", flat=True))
-        ImageAsset.objects.filter(id__in=ready_ids).update(
-            status=AssetStatus.READY, failure_reason="", embedded_at=timezone.now(), updated_at=timezone.now()
-        )
         ready = [written.get(asset.id, asset) for asset in work if asset.id in ready_ids]
+        now = timezone.now()
         for asset in ready:
-            asset.status = AssetStatus.READY
+            asset.status, asset.failure_reason, asset.embedded_at, asset.updated_at = AssetStatus.READY, "", now, now
             asset.set_labels(labels[asset.id])
-        if ready:
-            ImageAsset.objects.bulk_update(ready, ["labels", "label_index"])
+        # One statement: a second update of the same rows in this transaction would make PostgreSQL
+        # check their tenant key again, and wait for an upload holding the tenant row (the quota check).
+        ImageAsset.objects.bulk_update(
+            ready, ["status", "failure_reason", "embedded_at", "updated_at", "labels", "label_index"]
+        )
         images_emit(EventType.IMAGE_READY, ready)
     report.ready.extend(str(asset.id) for asset in work)
     try:  # one index query per image; the images are ready whatever it finds
         for rows in by_tenant.values():
-            near_duplicates_record(tenant=rows[0][0].tenant, images=[row for row in rows if row[0].id in ready_ids])
+            near_duplicates_record(
+                tenant=rows[0][0].tenant,
+                images=[(asset, vectors[0]) for asset, vectors in rows if asset.id in ready_ids],
+                space=embedders[0].model_key,
+            )
     except index.IndexUnavailable:
         logger.warning("Could not look for near-duplicates of the images just embedded", exc_info=True)
     try:
         _catch_up_metadata(written)
     except index.IndexUnavailable:  # the images are ready; `reconcile_index` can repair their records
         logger.warning("Could not bring edited metadata to the index", exc_info=True)
+
+
+def assets_embed_into(*, assets: Sequence[ImageAsset], spec: ModelSpec) -> int:
+    """Embeds ready images into the space of another model (`spec`), leaving their state alone:
+    how `manage.py reindex` builds a new model's vectors. Returns how many were written; an image
+    whose file cannot be decoded now is skipped (the build's check finds it missing)."""
+    if not assets:
+        return 0
+    embedder = get_embedder(spec=spec)
+    rows: dict[int, list[tuple[ImageAsset, list[Vector]]]] = defaultdict(list)
+    for asset, vectors in _embed_stored_images(assets, EmbedReport(), [embedder], primary=False):
+        rows[asset.tenant_id].append((asset, vectors))
+    written = _current_metadata(assets)
+    _write_vectors(rows, [embedder], written)
+    _catch_up_metadata(written)
+    return sum(len(tenant_rows) for tenant_rows in rows.values())
+
+
+def _write_vectors(
+    by_tenant: dict[int, list[tuple[ImageAsset, list[Vector]]]],
+    embedders: Sequence[ClipEmbedder],
+    written: dict[uuid.UUID, ImageAsset],
+) -> dict[uuid.UUID, list[str]]:
+    """One upsert per tenant and space, each record with the labels its own model gives; returns
+    the labels of the first (the active) model, which the rows keep."""
+    kept: dict[uuid.UUID, list[str]] = {}
+    for rows in by_tenant.values():
+        tenant = rows[0][0].tenant
+        vocabulary = vocabulary_of(tenant)
+        for position, embedder in enumerate(embedders):
+            vectors = np.stack([per_model[position] for _, per_model in rows])
+            labels = labels_for(labels=vocabulary, vectors=vectors, embedder=embedder)
+            if position == 0:
+                kept.update((asset.id, found) for (asset, _), found in zip(rows, labels, strict=True))
+            index.upsert_vectors(
+                tenant=tenant,
+                space=embedder.model_key,
+                ids=[str(asset.id) for asset, _ in rows],
+                embeddings=vectors,
+                metadatas=[
+                    vector_metadata(written.get(asset.id, asset), found)
+                    for (asset, _), found in zip(rows, labels, strict=True)
+                ],
+            )
+    return kept
 
 
 def _current_metadata(assets: Sequence[ImageAsset]) -> dict[uuid.UUID, ImageAsset]:
@@ -283,45 +334,68 @@ def _catch_up_metadata(written: dict[uuid.UUID, ImageAsset]) -> None:
             )  # fmt: skip
 
 
-def _embed_stored_images(assets: Sequence[ImageAsset], report: EmbedReport) -> Iterator[tuple[ImageAsset, Vector]]:
+def _embed_stored_images(
+    assets: Sequence[ImageAsset], report: EmbedReport, embedders: Sequence[ClipEmbedder], *, primary: bool = True
+) -> Iterator[tuple[ImageAsset, list[Vector]]]:
     """Reads each image's derivative (made at upload: decoded once) or, when there is none at the
     model's input size, decodes the original and makes one; in a thread pool that runs ahead of the
-    forward passes (decoding releases the GIL), so the model is never left waiting. A file that
-    cannot be decoded fails alone."""
-    embedder = get_embedder()
-    side = embedder.image_size
-    min_side = settings.EMBED_DECODE_MIN_SIDE or side
+    forward passes (decoding releases the GIL), so the model is never left waiting. Each image
+    comes with one vector per embedder (two while a reindex builds a second model's space; the
+    original is decoded at most once for both). A file that cannot be decoded fails alone. A pass
+    that is not `primary` (a space that went live meanwhile) records neither failures nor the
+    derivative's side on the row: both belong to the active model's pass."""
+    primary_side = embedders[0].image_size
+    sides = sorted({embedder.image_size for embedder in embedders})
+    min_side = settings.EMBED_DECODE_MIN_SIDE or sides[-1]
     made: list[uuid.UUID] = []
 
-    def prepare(asset: ImageAsset) -> Any:
-        if asset.derivative_side == side:
-            with (  # a derivative that is gone or damaged is made again from the original
-                contextlib.suppress(OSError, ValueError, SyntaxError),
-                default_storage.open(asset.derivative_name(side), "rb") as handle,
-            ):
-                return embedder.preprocess(load_derivative(handle, side=side))
-        with default_storage.open(asset.file.name or "", "rb") as handle:
-            resized = resize_for_model(load_rgb(handle, min_side=min_side), side=side)
-        name = asset.derivative_name(side)
-        default_storage.delete(name)  # a leftover of an interrupted attempt; the name must stay the same
-        buffer = io.BytesIO()
-        resized.save(buffer, format="PNG", compress_level=1)
-        default_storage.save(name, ContentFile(buffer.getvalue()))
-        made.append(asset.id)
-        return embedder.preprocess(resized)
+    def prepare(asset: ImageAsset) -> list[Any]:
+        original: Image.Image | None = None
+        pictures: dict[int, Image.Image] = {}
+        for side in sides:
+            # The active model's derivative is known to exist from the row; another model's is looked for.
+            if asset.derivative_side == side or side != primary_side or not primary:
+                with (  # a derivative that is gone or damaged is made again from the original
+                    contextlib.suppress(OSError, ValueError, SyntaxError),
+                    default_storage.open(asset.derivative_name(side), "rb") as handle,
+                ):
+                    pictures[side] = load_derivative(handle, side=side)
+                    continue
+            if original is None:
+                with default_storage.open(asset.file.name or "", "rb") as handle:
+                    original = load_rgb(handle, min_side=min_side)
+            pictures[side] = _store_derivative(asset, resize_for_model(original, side=side), side)
+            if side == primary_side:
+                made.append(asset.id)
+        return [embedder.preprocess(pictures[embedder.image_size]) for embedder in embedders]
 
+    batch_size = embedders[0].batch_size
     threads = settings.EMBED_DECODE_THREADS or os.cpu_count() or 1
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode") as pool:
         pending = [(asset, pool.submit(prepare, asset)) for asset in assets]
-        for start in range(0, len(pending), embedder.batch_size):
-            ready: list[tuple[ImageAsset, Any]] = []
-            for asset, future in pending[start : start + embedder.batch_size]:
+        for start in range(0, len(pending), batch_size):
+            ready: list[tuple[ImageAsset, list[Any]]] = []
+            for asset, future in pending[start : start + batch_size]:
                 try:
                     ready.append((asset, future.result()))
                 except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, MemoryError) as exc:
-                    _fail(asset, f"The stored file could not be decoded: {exc}")
-                    report.failed.append(str(asset.id))
-            vectors = embedder.embed_preprocessed([tensor for _, tensor in ready])
-            yield from zip((asset for asset, _ in ready), vectors, strict=True)
-    if made:
-        ImageAsset.objects.filter(id__in=made).update(derivative_side=side)
+                    if primary:
+                        _fail(asset, f"The stored file could not be decoded: {exc}")
+                        report.failed.append(str(asset.id))
+            vectors = [
+                embedder.embed_preprocessed([tensors[position] for _, tensors in ready])
+                for position, embedder in enumerate(embedders)
+            ]
+            for row, (asset, _) in enumerate(ready):
+                yield asset, [per_model[row] for per_model in vectors]
+    if made and primary:
+        ImageAsset.objects.filter(id__in=made).update(derivative_side=primary_side)
+
+
+def _store_derivative(asset: ImageAsset, resized: Image.Image, side: int) -> Image.Image:
+    name = asset.derivative_name(side)
+    default_storage.delete(name)  # a leftover of an interrupted attempt; the name must stay the same
+    buffer = io.BytesIO()
+    resized.save(buffer, format="PNG", compress_level=1)
+    default_storage.save(name, ContentFile(buffer.getvalue()))
+    return resized

@@ -104,6 +104,7 @@ def test_a_changed_vocabulary_relabels_and_drops_old_labels_but_keeps_tags(acme,
     assert vocabulary_set(tenant=acme, labels="Cat, dog", updated_by=bob) is None  # the same, normalised
 
 
+@pytest.mark.slow  # the background runner
 def test_a_large_relabelling_runs_in_the_background_with_its_progress(acme, alice, bob, images, settings, monkeypatch):
     settings.AUTO_TAG_MIN_SCORE = -1.0
     settings.EMBED_RUNNER = "thread"

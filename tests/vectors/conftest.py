@@ -39,3 +39,21 @@ def failing_queries():
 
     yield install
     index.reset_connection()
+
+
+@pytest.fixture(autouse=True)
+def _the_settings_name_the_model():
+    """The index's and the embedder's own tests run without a database: the model is the settings'
+    (the service asks its database, `ingestion.spaces`, which these tests are not about)."""
+    from vectors import embedding
+
+    embedding.configure(active_spec=embedding.ModelSpec.from_settings)
+    index.configure(active_space=embedding.current_model_key)
+    yield
+    from django.apps import apps
+
+    from ingestion.apps import IngestionConfig
+
+    config = apps.get_app_config("ingestion")
+    assert isinstance(config, IngestionConfig)
+    config.ready()

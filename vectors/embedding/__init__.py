@@ -13,8 +13,8 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -310,12 +310,29 @@ def cpu_has_native_bf16() -> bool:
 
 _loaded: dict[ModelSpec, ClipEmbedder] = {}
 _loading = threading.Lock()
+_active_spec: Callable[[], ModelSpec] = ModelSpec.from_settings
 
 
-def get_embedder(need: Tower = "image") -> ClipEmbedder:
-    """The process's model for the current settings, loaded on first use. Asking for texts only
-    loads the text tower alone, unless the whole model is in memory already."""
-    spec = ModelSpec.from_settings()
+def configure(*, active_spec: Callable[[], ModelSpec]) -> None:
+    """Names the model that embeds when a caller names none: by default the settings' (CLIP_MODEL,
+    CLIP_PRETRAINED); the service gives the one its database records as active (`manage.py reindex`)."""
+    global _active_spec
+    _active_spec = active_spec
+
+
+def active_spec() -> ModelSpec:
+    return _active_spec()
+
+
+def spec_for(*, name: str, pretrained: str) -> ModelSpec:
+    """Another model and weights, run on this process's device, precision and batch size."""
+    return replace(ModelSpec.from_settings(), name=name, pretrained=pretrained)
+
+
+def get_embedder(need: Tower = "image", spec: ModelSpec | None = None) -> ClipEmbedder:
+    """The process's model for `spec` (the active model when None), loaded on first use. Asking for
+    texts only loads the text tower alone, unless the whole model is in memory already."""
+    spec = spec or active_spec()
     with _loading:
         embedder = _loaded.get(spec)
         if embedder is None or need not in embedder.towers:
@@ -326,6 +343,14 @@ def get_embedder(need: Tower = "image") -> ClipEmbedder:
         return embedder
 
 
+def release_models(*, keep: Iterable[ModelSpec]) -> None:
+    """Frees the models loaded for specs no longer in use (a model that was switched away from)."""
+    wanted = set(keep)
+    with _loading:
+        for spec in [spec for spec in _loaded if spec not in wanted]:
+            del _loaded[spec]
+
+
 @functools.cache
 def _input_side(name: str) -> int:
     import open_clip
@@ -334,15 +359,15 @@ def _input_side(name: str) -> int:
     return int(size[0] if isinstance(size, tuple | list) else size)
 
 
-def input_side() -> int:
-    """The configured model's input size (224 for ViT-B-32), read from its configuration without
-    loading weights; 0 when unknown."""
-    return _input_side(settings.CLIP_MODEL)
+def input_side(spec: ModelSpec | None = None) -> int:
+    """The model's input size (224 for ViT-B-32), read from its configuration without loading
+    weights; 0 when unknown."""
+    return _input_side((spec or active_spec()).name)
 
 
 def current_model_key() -> str:
-    return model_key(ModelSpec.from_settings())
+    return model_key(active_spec())
 
 
 def uses_random_weights() -> bool:
-    return ModelSpec.from_settings().uses_random_weights
+    return active_spec().uses_random_weights

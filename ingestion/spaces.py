@@ -1,0 +1,88 @@
+"""Which vector spaces are live, as every process sees them: the active model (searches, uploads,
+labels) and the one being built by `manage.py reindex`, if any (uploads are embedded into it too).
+
+Read from the database (`VectorSpace`) and kept per process for VECTOR_SPACES_REFRESH_SECONDS, so a
+switch made by another process reaches running web servers and workers within that time, without a
+restart; `refresh()` forgets at once (the process that switched). With no row (no reindex ever ran)
+the settings' model is active. `vectors` is told to ask here (`ingestion.apps`)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import DatabaseError
+
+from ingestion.models import VectorSpace, VectorSpaceState
+from vectors.embedding import ModelSpec, model_key, spec_for
+
+
+@dataclass(frozen=True)
+class LiveSpaces:
+    active: ModelSpec
+    building: ModelSpec | None = None
+
+    @property
+    def specs(self) -> list[ModelSpec]:
+        """The models every new vector is made with: the active one first."""
+        return [self.active] if self.building is None else [self.active, self.building]
+
+    @property
+    def keys(self) -> list[str]:
+        return [model_key(spec) for spec in self.specs]
+
+
+_lock = threading.Lock()
+_cached: tuple[float, ModelSpec, LiveSpaces] | None = None
+
+
+def spec_of(space: VectorSpace) -> ModelSpec:
+    return spec_for(name=space.model, pretrained=space.pretrained)
+
+
+def live_spaces(*, fresh: bool = False) -> LiveSpaces:
+    global _cached
+    configured = ModelSpec.from_settings()
+    now = time.monotonic()
+    with _lock:
+        cached = _cached
+    if (
+        not fresh
+        and cached is not None
+        and cached[1] == configured
+        and now - cached[0] < settings.VECTOR_SPACES_REFRESH_SECONDS
+    ):
+        return cached[2]
+    try:
+        rows = {
+            row.state: row
+            for row in VectorSpace.objects.filter(state__in=[VectorSpaceState.ACTIVE, VectorSpaceState.BUILDING])
+        }
+    except DatabaseError as exc:
+        if VectorSpace._meta.db_table not in str(exc):
+            raise
+        return LiveSpaces(active=configured)  # not migrated yet (`check_model` before `migrate`): no reindex ran
+    active = rows.get(VectorSpaceState.ACTIVE)
+    building = rows.get(VectorSpaceState.BUILDING)
+    spaces = LiveSpaces(
+        active=spec_of(active) if active else configured, building=spec_of(building) if building else None
+    )
+    with _lock:
+        _cached = (now, configured, spaces)
+    return spaces
+
+
+def refresh() -> None:
+    global _cached
+    with _lock:
+        _cached = None
+
+
+def active_spec() -> ModelSpec:
+    return live_spaces().active
+
+
+def live_keys() -> list[str]:
+    return live_spaces().keys
