@@ -8,6 +8,7 @@ the settings' model is active. `vectors` is told to ask here (`ingestion.apps`).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from django.db import DatabaseError
 
 from ingestion.models import VectorSpace, VectorSpaceState
 from vectors.embedding import ModelSpec, model_key, spec_for
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,34 @@ def live_spaces(*, fresh: bool = False) -> LiveSpaces:
     spaces = LiveSpaces(
         active=spec_of(active) if active else configured, building=spec_of(building) if building else None
     )
+    if spaces.active != configured:
+        _say_once_that_settings_are_not_used(spaces.active, configured)
     with _lock:
         _cached = (now, configured, spaces)
     return spaces
+
+
+_said: set[tuple[ModelSpec, ModelSpec]] = set()
+
+
+def _say_once_that_settings_are_not_used(active: ModelSpec, configured: ModelSpec) -> None:
+    if (active, configured) in _said:
+        return
+    _said.add((active, configured))
+    logger.warning(
+        "The active model is %s (%s), switched to by `manage.py reindex`; CLIP_MODEL=%s and CLIP_PRETRAINED=%s "
+        "are not used. Change models with `manage.py reindex --model NAME --pretrained TAG_OR_PATH`.",
+        active.name, active.pretrained, configured.name, configured.pretrained,
+    )  # fmt: skip
+
+
+def describe_settings_model() -> str:
+    """The settings' model, in words, when it is not the active one ("" when it is)."""
+    configured = ModelSpec.from_settings()
+    active = live_spaces(fresh=True).active
+    if active == configured:
+        return ""
+    return f"CLIP_MODEL={configured.name} and CLIP_PRETRAINED={configured.pretrained} are not used since a reindex"
 
 
 def refresh() -> None:

@@ -10,6 +10,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from ingestion.models import ImageAsset
+from ingestion.services.labels import vocabulary_set
 from tenants.tokens import api_token_create
 from tests.conftest import login
 from tests.factories import image_bytes
@@ -35,6 +36,8 @@ PAGES = [
     ("ingestion:library", "get", False, (200, 200, 404, 302)),
     ("ingestion:bulk-action", "post", False, (400, 403, 404, 302)),
     ("webhooks:list", "get", False, (403, 403, 404, 302)),
+    ("ingestion:labels", "get", False, (403, 403, 404, 302)),
+    ("ingestion:labels", "post", False, (403, 403, 404, 302)),
     ("tenants:members", "get", False, (403, 403, 404, 302)),
     ("tenants:audit-log", "get", False, (403, 403, 404, 302)),
     ("tenants:invite", "post", False, (403, 403, 404, 302)),
@@ -49,11 +52,14 @@ ROUTES = [
     ("/api/v1/images/{id}/", "delete", (204, 403, 404, 401)),
     ("/api/v1/images/", "get", (200, 200, 200, 401)),
     ("/api/v1/search/?q=dog", "get", (200, 200, 200, 401)),
+    ("/api/v1/labels/", "get", (200, 200, 200, 401)),
+    ("/api/v1/labels/", "put", (403, 403, 403, 401)),
 ]
 
 
 @pytest.fixture
-def image(acme, bob, globex):
+def image(acme, alice, bob, globex):
+    vocabulary_set(tenant=acme, labels=["dog"], updated_by=alice)  # what another tenant must not read
     return upload_sample(acme, bob, "dog.jpg")
 
 
@@ -95,7 +101,7 @@ def test_api_routes(image, acme, globex, bob, vera, charlie, caller, path, metho
     assert response.status_code == expected[CALLERS.index(caller)]
     if caller == "other" and response.status_code == 200:
         body = response.json()
-        assert body.get("results") == [] or body.get("count") == 0
+        assert body.get("results") == [] or body.get("count") == 0 or body.get("labels") == []
 
 
 @pytest.mark.parametrize("caller", CALLERS)

@@ -182,7 +182,7 @@ def test_every_page_fits_a_phone_and_log_out_stays_reachable(phone, live_server,
 
 
 def test_select_images_in_the_library_tag_them_in_bulk_and_find_them_by_the_new_tag(
-    page, phone, live_server, stack, acme, alice, bob
+    page, phone, live_server, stack, acme, alice, bob, settings
 ):
     """A range of images selected with a click and a shift-click, tagged in one action; a search
     filtered by the new tag (answered by the index) finds exactly them. Then the library and the
@@ -239,3 +239,17 @@ def test_select_images_in_the_library_tag_them_in_bulk_and_find_them_by_the_new_
         phone.screenshot(path=str(shots / f"phone-{name}.png"), full_page=True)
         width = phone.evaluate("document.documentElement.scrollWidth")
         assert width <= PHONE_WIDTH, f"{name}: the page is {width} px wide on a {PHONE_WIDTH} px screen"
+
+    # Auto-tags on a phone: the owner names labels, the library relabels, a label filters the library.
+    settings.AUTO_TAG_MIN_SCORE = -1.0  # random weights: every label passes
+    phone.goto(f"{live_server.url}/t/acme/")
+    phone.click("nav >> text=Auto-tags")
+    phone.fill("#id_labels", "Whiteboard, receipt")
+    phone.click("text=Save and relabel")
+    expect(phone.locator(".messages")).to_contain_text("Auto-tag again on 3 images: done, 3 changed.")
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    phone.screenshot(path=str(shots / "phone-auto-tags.png"), full_page=True)
+    assert width <= PHONE_WIDTH, f"auto-tags: the page is {width} px wide on a {PHONE_WIDTH} px screen"
+    phone.click(".label-link >> text=receipt")
+    expect(phone.locator("#library-grid .tile")).to_have_count(3)
+    expect(phone.locator("#library-grid .tile .label", has_text="whiteboard")).to_have_count(3)

@@ -74,6 +74,7 @@ def test_a_build_embeds_every_tenant_then_switches_in_one_step(acme, globex, lib
     assert cat.asset == library[2]
     status = reindex_command(status=True)
     assert f"Active: {TEST_MODEL} ({SECOND})" in status and "Retired (vectors kept until --drop-old)" in status
+    assert "are not used since a reindex" in status  # the settings still name the first model
     assert reindex_command(drop_old=True).startswith("Removed the vectors of")
     assert index.stored_tenant_keys(first) == set() and index.stored_tenant_keys(SECOND_KEY) == {
         acme.vector_key,

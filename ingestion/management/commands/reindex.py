@@ -16,6 +16,7 @@ from ingestion.services.reindex import (
     reindex_start,
     reindex_status,
 )
+from ingestion.spaces import describe_settings_model
 from vectors.embedding import EmbeddingModelUnavailable
 from vectors.index import IndexUnavailable
 
@@ -107,6 +108,8 @@ class Command(BaseCommand):
 
     def _print_status(self, status: ReindexStatus) -> None:
         self.stdout.write(f"Active: {status.active or 'the configured model (CLIP_MODEL, CLIP_PRETRAINED)'}")
+        if unused := describe_settings_model():
+            self.stdout.write(f"  ({unused}: the database names the active model)")
         for space in status.retired:
             self.stdout.write(f"Retired (vectors kept until --drop-old): {space}")
         if status.building is None:
