@@ -115,7 +115,7 @@ def make_thumbnail(rgb: Image.Image, *, size: int | None = None) -> bytes:
     """A JPEG no larger than size x size. It is made from pixels alone, so it carries no EXIF."""
     edge = size or settings.THUMBNAIL_SIZE
     thumbnail = rgb.copy()
-    thumbnail.thumbnail((edge, edge), Image.Resampling.LANCZOS)
+    thumbnail.thumbnail((edge, edge), Image.Resampling.BICUBIC)  # a third less work than Lanczos, alike at this size
     buffer = io.BytesIO()
     thumbnail.save(buffer, format="JPEG", quality=85, optimize=True, progressive=True)
     return buffer.getvalue()

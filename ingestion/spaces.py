@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, OperationalError
 
 from ingestion.models import VectorSpace, VectorSpaceState
 from vectors.embedding import ModelSpec, model_key, spec_for
@@ -64,9 +64,14 @@ def live_spaces(*, fresh: bool = False) -> LiveSpaces:
             for row in VectorSpace.objects.filter(state__in=[VectorSpaceState.ACTIVE, VectorSpaceState.BUILDING])
         }
     except DatabaseError as exc:
-        if VectorSpace._meta.db_table not in str(exc):
+        if VectorSpace._meta.db_table in str(exc):  # not migrated yet (`check_model` before `migrate`)
+            return LiveSpaces(active=configured)
+        if not isinstance(exc, OperationalError):
             raise
-        return LiveSpaces(active=configured)  # not migrated yet (`check_model` before `migrate`): no reindex ran
+        # The database out of reach: what was read last, or the settings' model (`check_model` and a
+        # worker's start load the weights before anything needs the database).
+        logger.warning("Could not read the active model from the database: %s", " ".join(str(exc).split())[:200])
+        return cached[2] if cached is not None else LiveSpaces(active=configured)
     active = rows.get(VectorSpaceState.ACTIVE)
     building = rows.get(VectorSpaceState.BUILDING)
     spaces = LiveSpaces(

@@ -194,8 +194,9 @@ def search_by_text(
 
 def embed_query_picture(*, file: IO[bytes], byte_size: int) -> QueryPicture:
     """The query picture, validated like an upload (ValidationError if refused) and never stored."""
-    validated = validate_image(file, byte_size=byte_size)
-    [vector] = get_embedder("image").embed_images([validated.upright_rgb])
+    embedder = get_embedder("image")
+    validated = validate_image(file, byte_size=byte_size, keep_side=embedder.image_size, keep_edge=QUERY_THUMBNAIL_SIZE)
+    [vector] = embedder.embed_images([validated.upright_rgb])
     return QueryPicture(vector=vector, thumbnail=make_thumbnail(validated.upright_rgb, size=QUERY_THUMBNAIL_SIZE))
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile, File
@@ -88,7 +89,11 @@ def asset_create(
 ) -> tuple[ImageAsset, bool]:
     """Validates and stores one image. Returns (asset, created); created is False when the tenant
     already has these exact bytes. Raises ValidationError, having stored nothing."""
-    validated: ValidatedImage = validate_image(file, byte_size=byte_size)
+    side = input_side()
+    # Decoded no finer than the model's input and the thumbnail need (the stored original keeps every pixel).
+    validated: ValidatedImage = validate_image(
+        file, byte_size=byte_size, keep_side=side, keep_edge=settings.THUMBNAIL_SIZE
+    )
     existing = ImageAsset.objects.for_tenant(tenant).filter(sha256=validated.sha256).first()
     if existing is not None:
         return existing, False
@@ -111,7 +116,6 @@ def asset_create(
     # data (its sha256 stays that of the upload, so the same file is recognised when sent again).
     thumbnail = ContentFile(make_thumbnail(validated.upright_rgb))
     # Decoded once: the worker embeds this derivative instead of decoding the original again.
-    side = input_side()
     derivative = ContentFile(make_derivative(validated.upright_rgb, side=side)) if side else None
     original = ContentFile(without_metadata(validated.data, validated.image_format, orientation=validated.orientation))
     stored: list[str] = []
