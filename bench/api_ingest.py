@@ -295,6 +295,7 @@ def per_image_steps(paths: list[Path], reference: Any, side: int) -> tuple[dict[
     """CPU milliseconds per image (this process, otherwise idle) of each step of an upload and of
     the reference pipeline, on the same photos."""
     from chromadb.utils.data_loaders import ImageLoader
+    from django.conf import settings
 
     from ingestion.imaging import make_derivative, make_thumbnail, without_metadata
     from ingestion.validation import validate_image
@@ -313,8 +314,10 @@ def per_image_steps(paths: list[Path], reference: Any, side: int) -> tuple[dict[
         data = path.read_bytes()
         valid = timed(
             upload,
-            "validate (full decode, upright RGB, sha256)",
-            lambda d=data: validate_image(io.BytesIO(d), byte_size=len(d)),
+            "validate (every byte decoded, at the scale the model and thumbnail need; upright RGB, sha256)",
+            lambda d=data: validate_image(
+                io.BytesIO(d), byte_size=len(d), keep_side=side, keep_edge=settings.THUMBNAIL_SIZE
+            ),
         )
         timed(upload, "thumbnail", lambda v=valid: make_thumbnail(v.upright_rgb))
         timed(

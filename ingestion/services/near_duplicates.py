@@ -1,6 +1,6 @@
 """Near-duplicates: a tenant's images whose vectors lie within NEAR_DUPLICATE_DISTANCE of each other
 (re-encoded, resized or slightly cropped copies of one photograph), recorded when an image becomes
-ready with one index query per image, and the groups they form."""
+ready with one index query per image (a batch's in one request), and the groups they form."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 
+import numpy as np
 from django.conf import settings
 
 from ingestion.models import AssetStatus, ImageAsset, NearDuplicate
@@ -22,11 +23,17 @@ def near_duplicates_record(
     *, tenant: Tenant, images: Sequence[tuple[ImageAsset, Vector]], space: str | None = None
 ) -> int:
     """For each image just made ready, the tenant's images within the distance (in the active
-    model's space, the one `space` names), recorded both ways. Returns the number of pairs recorded."""
+    model's space, the one `space` names), recorded both ways: the batch's vectors asked in one index
+    request. Returns the number of pairs recorded."""
     limit = settings.NEAR_DUPLICATE_DISTANCE
     found: dict[tuple[uuid.UUID, uuid.UUID], float] = {}
-    for asset, vector in images:
-        for hit in index.query_vectors(tenant=tenant, space=space, embedding=vector, limit=NEIGHBOURS + 1):
+    if not images:
+        return 0
+    neighbours = index.query_vectors_many(
+        tenant=tenant, space=space, embeddings=np.stack([vector for _, vector in images]), limit=NEIGHBOURS + 1
+    )
+    for (asset, _), hits in zip(images, neighbours, strict=True):
+        for hit in hits:
             if hit.distance <= limit and hit.id != str(asset.id):
                 other = uuid.UUID(hit.id)
                 found[(asset.id, other)] = found[(other, asset.id)] = max(0.0, hit.distance)

@@ -1,5 +1,6 @@
-"""Near-duplicates: recorded when an image becomes ready (one index query per image), grouped on the
-duplicates page largest first with keep-one/delete-the-others, and listed by the API."""
+"""Near-duplicates: recorded when an image becomes ready (one index query per image, a batch's in one
+request), grouped on the duplicates page largest first with keep-one/delete-the-others, and listed
+by the API."""
 
 from __future__ import annotations
 
@@ -66,22 +67,22 @@ def test_exact_duplicates_stay_recognised_at_upload_and_are_not_near_duplicates(
     assert not NearDuplicate.objects.exists()
 
 
-def test_recording_costs_one_index_query_per_image(acme, bob, monkeypatch):
-    calls: list[dict[str, Any]] = []
-    real = index.query_vectors
+def test_recording_costs_one_index_request_per_batch_and_one_query_per_image(acme, bob, monkeypatch):
+    calls: list[int] = []
+    real = index.query_vectors_many
 
-    def counted(**kwargs: Any) -> list[index.Hit]:
-        calls.append(kwargs)
+    def counted(**kwargs: Any) -> list[list[index.Hit]]:
+        calls.append(len(kwargs["embeddings"]))
         return real(**kwargs)
 
-    monkeypatch.setattr(index, "query_vectors", counted)
+    monkeypatch.setattr(index, "query_vectors_many", counted)
     files = [
         SimpleUploadedFile("a.jpg", copy_of("dog.jpg")),
         SimpleUploadedFile("b.png", (SAMPLES / "cat.png").read_bytes()),
     ]
     outcomes = assets_upload(tenant=acme, uploaded_by=bob, files=files)
     assert all(o.error is None for o in outcomes)
-    assert len(calls) == 2
+    assert calls == [2]  # the batch's two images, asked in one request
 
 
 @pytest.fixture
