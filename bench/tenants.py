@@ -45,14 +45,17 @@ class BenchTenant:
 
 
 def tenant_sizes(count: int, largest: int, seed: int) -> list[int]:
-    """A long tail: one tenant in a thousand of `largest`, one in a hundred of a tenth of it, the rest
-    Pareto-distributed from 5 (most under 50), capped at 1,000."""
+    """A long tail: one tenant in 400 of `largest`, one in 200 of a quarter of it, one in a hundred
+    of a tenth of it, the rest Pareto-distributed from 5 (most under 50), capped at 1,000. At 10,000
+    tenants and a largest of 20,000: about 1,150,000 vectors, 90% of the tenants at most 50."""
     rng = np.random.default_rng(seed)
     sizes = [int(min(1_000, 5 * (1 + rng.pareto(1.1)))) for _ in range(count)]
-    for i in range(max(1, count // 100)):
-        sizes[i] = max(sizes[i], largest // 10)
-    for i in range(max(1, count // 1000)):
-        sizes[i] = largest
+    tiers = ((count // 100, largest // 10), (count // 200, largest // 4), (count // 400, largest))
+    position = 0
+    for number, size in tiers:
+        for i in range(position, min(count, position + max(1, number))):
+            sizes[i] = max(sizes[i], size)
+        position += max(1, number)
     return sizes
 
 

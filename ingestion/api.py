@@ -373,6 +373,8 @@ class LabelVocabularyView(TenantScopedMixin, APIView):
         raw = data.get("labels") if isinstance(data, Mapping) else None
         if not isinstance(raw, list) or not all(isinstance(label, str) for label in raw):
             raise DRFValidationError({"labels": ["Give a list of words."]})
+        if any("," in label for label in raw):
+            raise DRFValidationError({"labels": ["A label may not contain a comma."]})
         form = LabelVocabularyForm({"labels": "\n".join(raw)})
         if not form.is_valid():
             raise form_errors(form)

@@ -21,7 +21,7 @@ from django.db import close_old_connections
 
 from ingestion.services.bulk import bulk_actions_resume
 from ingestion.services.pipeline import assets_embed_next_batch, assets_requeue_interrupted
-from ingestion.services.reindex import reindex_advance
+from ingestion.services.reindex import STEPPED, reindex_advance
 from vectors.embedding import EmbeddingModelUnavailable
 from vectors.index import IndexUnavailable
 
@@ -87,7 +87,7 @@ def _run() -> None:
                 pass
             # A model being built (`manage.py reindex`) takes the time between uploads, a step at a
             # time: an upload (which sets _wake) is embedded before the next step.
-            while not _wake.is_set() and not _stop.is_set() and reindex_advance():
+            while not _wake.is_set() and not _stop.is_set() and reindex_advance() == STEPPED:
                 pass
             last_error = ""
         except (EmbeddingModelUnavailable, IndexUnavailable) as exc:

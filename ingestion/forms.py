@@ -120,7 +120,7 @@ class MetadataFiltersForm(forms.Form):
             given = where_predicates(self.filters.to_where())
             if given > allowed:
                 self.add_error(
-                    "tags",
+                    "label" if self.filters.labels and not self.filters.tags else "tags",
                     f"Too many filters: at most {allowed} conditions in all (category, source, each tag and "
                     "auto-tag, each date), "
                     f"not {given}.",
@@ -214,8 +214,13 @@ class BulkActionForm(forms.Form):
 
     MAX_CHOSEN = 1000
 
-    # The harmless first: a form left as it came never deletes.
-    action = forms.ChoiceField(choices=sorted(BulkActionKind.choices, key=lambda c: c[0] == BulkActionKind.DELETE))
+    # The harmless first: a form left as it came never deletes. Relabelling follows the auto-tag vocabulary page.
+    action = forms.ChoiceField(
+        choices=sorted(
+            (c for c in BulkActionKind.choices if c[0] != BulkActionKind.RELABEL),
+            key=lambda c: c[0] == BulkActionKind.DELETE,
+        )
+    )
     action_tags = forms.CharField(required=False, max_length=2000, label="Tags")
     action_value = forms.CharField(required=False, max_length=100, label="Category or source")
     scope = forms.ChoiceField(

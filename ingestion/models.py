@@ -288,6 +288,9 @@ class ReindexProgress(models.Model):
     done = models.PositiveIntegerField(default=0)
     cursor = models.JSONField(null=True, blank=True, help_text="the last image done: [uploaded at, id]")
     finished_at = models.DateTimeField(null=True, blank=True)
+    leased_until = models.DateTimeField(
+        null=True, blank=True, help_text="a process is making this tenant's next step until then"
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

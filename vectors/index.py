@@ -283,6 +283,14 @@ def _call_once(operation: str, function: Any, kwargs: dict[str, Any]) -> Any:
     except (httpx.TransportError, ConnectionError) as exc:
         reset_connection()
         raise IndexUnavailable(f"Chroma {operation} failed: {exc}") from exc
+    except NotFoundError as exc:
+        if operation == "delete_collection":
+            raise
+        # A collection this process holds a handle to was dropped by another (`reindex --cancel`,
+        # `--drop-old`, a tenant's deletion) and perhaps made again under a new id: the handles are
+        # forgotten, and the next try opens the collection afresh.
+        reset_connection()
+        raise IndexUnavailable(f"Chroma {operation} failed: {exc}; try again") from exc
 
 
 def _tenant_key(tenant: TenantScoped) -> str:

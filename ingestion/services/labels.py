@@ -21,10 +21,11 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from ingestion.models import AssetStatus, BulkAction, BulkActionKind, ImageAsset, LabelVocabulary, parse_tags
+from ingestion.spaces import live_spaces
 from tenants.models import Tenant
 from vectors import index
-from vectors.embedding import ClipEmbedder, Vectors, get_embedder
-from vectors.layout import labels_change
+from vectors.embedding import ClipEmbedder, Vectors, get_embedder, model_key
+from vectors.layout import LABEL_PREFIX, labels_change
 
 PROMPT = "a photo of a {label}"
 
@@ -87,33 +88,52 @@ def vocabulary_set(*, tenant: Tenant, labels: str | Sequence[str], updated_by: U
 
 
 def assets_relabel(*, tenant: Tenant, assets: Sequence[ImageAsset]) -> int:
-    """Labels the tenant's ready images again from their stored vectors with the vocabulary as it is
-    now; the rows and the index records change together. Returns how many images changed."""
-    ready = [asset for asset in assets if asset.status == AssetStatus.READY and asset.tenant_id == tenant.pk]
-    if not ready:
+    """Labels the tenant's ready images again from their stored vectors in the active model's space
+    (read afresh: a switch made by another process counts at once), with the vocabulary as it is
+    now; the rows and the index records change together, every `label:` key the new labels lack
+    removed. Relabellings of one tenant take turns (its vocabulary row is locked), so two saves in
+    a row end with the second's labels. Returns how many images changed."""
+    ids = [asset.id for asset in assets if asset.tenant_id == tenant.pk]
+    if not ids:
         return 0
-    stored = index.fetch_vectors(tenant=tenant, ids=[str(asset.id) for asset in ready])
-    found = [asset for asset in ready if str(asset.id) in stored]
-    if not found:
-        return 0
-    new_labels = labels_for(
-        labels=vocabulary_of(tenant),
-        vectors=np.stack([stored[str(asset.id)] for asset in found]),
-        embedder=get_embedder("text"),
-    )
-    changed: list[tuple[ImageAsset, list[str]]] = []
-    for asset, labels in zip(found, new_labels, strict=True):
-        if labels != asset.labels:
-            removed = [label for label in asset.labels if label not in labels]
-            asset.set_labels(labels)
-            changed.append((asset, removed))
-    if not changed:
-        return 0
+    active = live_spaces(fresh=True).active
+    space = model_key(active)
     with transaction.atomic():
+        vocabulary = LabelVocabulary.objects.select_for_update().filter(tenant=tenant).first()
+        wanted = list(vocabulary.labels) if vocabulary else []
+        ready = list(
+            ImageAsset.objects.select_for_update()
+            .for_tenant(tenant)
+            .filter(id__in=ids, status=AssetStatus.READY)
+            .order_by("created_at", "id")
+        )
+        names = [str(asset.id) for asset in ready]
+        stored = index.fetch_vectors(tenant=tenant, space=space, ids=names)
+        records = index.fetch_metadata(tenant=tenant, space=space, ids=names)
+        found = [asset for asset in ready if str(asset.id) in stored]
+        if not found:
+            return 0
+        new_labels = labels_for(
+            labels=wanted,
+            vectors=np.stack([stored[str(asset.id)] for asset in found]),
+            embedder=get_embedder("text", spec=active),
+        )
+        changed: list[tuple[ImageAsset, list[str]]] = []
+        for asset, labels in zip(found, new_labels, strict=True):
+            held = {
+                key.removeprefix(LABEL_PREFIX) for key in records.get(str(asset.id), {}) if key.startswith(LABEL_PREFIX)
+            }
+            stray = sorted(held - set(labels))
+            if labels != asset.labels or stray or held != set(labels):
+                asset.set_labels(labels)
+                changed.append((asset, stray))
+        if not changed:
+            return 0
         ImageAsset.objects.bulk_update([asset for asset, _ in changed], ["labels", "label_index"])
         index.update_metadata(
             tenant=tenant,
+            space=space,
             ids=[str(asset.id) for asset, _ in changed],
-            metadatas=[labels_change(labels=asset.labels, removed=removed) for asset, removed in changed],
+            metadatas=[labels_change(labels=asset.labels, removed=stray) for asset, stray in changed],
         )
     return len(changed)

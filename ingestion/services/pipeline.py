@@ -220,16 +220,18 @@ def _embed_claimed(assets: Sequence[ImageAsset], report: EmbedReport) -> None:
         return
     written = _current_metadata(work)  # an edit made while the batch was being embedded counts
     try:
-        labels = _write_vectors(by_tenant, embedders, written)
+        labels_by_space = _write_vectors(by_tenant, embedders, written)
         # A reindex that began (or switched) while this batch was embedded: its space gets them too.
-        done = {embedder.model_key for embedder in embedders}
-        late = [spec for spec in live_spaces(fresh=True).specs if model_key(spec) not in done]
+        now_live = live_spaces(fresh=True)
+        late = [spec for spec in now_live.specs if model_key(spec) not in labels_by_space]
         if late:
             late_embedders = [get_embedder(spec=spec) for spec in late]
             late_rows: dict[int, list[tuple[ImageAsset, list[Vector]]]] = defaultdict(list)
             for asset, vectors in _embed_stored_images(work, EmbedReport(), late_embedders, primary=False):
                 late_rows[asset.tenant_id].append((asset, vectors))
-            _write_vectors(late_rows, late_embedders, written)
+            labels_by_space.update(_write_vectors(late_rows, late_embedders, written))
+        # The rows keep the labels of the model active now (a switch may have happened meanwhile).
+        labels = labels_by_space.get(model_key(now_live.active)) or labels_by_space[embedders[0].model_key]
     except index.IndexUnavailable:
         _release([asset.id for asset in work])
         raise
@@ -242,7 +244,7 @@ def _embed_claimed(assets: Sequence[ImageAsset], report: EmbedReport) -> None:
         now = timezone.now()
         for asset in ready:
             asset.status, asset.failure_reason, asset.embedded_at, asset.updated_at = AssetStatus.READY, "", now, now
-            asset.set_labels(labels[asset.id])
+            asset.set_labels(labels.get(asset.id, []))
         # One statement: a second update of the same rows in this transaction would make PostgreSQL
         # check their tenant key again, and wait for an upload holding the tenant row (the quota check).
         ImageAsset.objects.bulk_update(
@@ -285,18 +287,19 @@ def _write_vectors(
     by_tenant: dict[int, list[tuple[ImageAsset, list[Vector]]]],
     embedders: Sequence[ClipEmbedder],
     written: dict[uuid.UUID, ImageAsset],
-) -> dict[uuid.UUID, list[str]]:
+) -> dict[str, dict[uuid.UUID, list[str]]]:
     """One upsert per tenant and space, each record with the labels its own model gives; returns
-    the labels of the first (the active) model, which the rows keep."""
-    kept: dict[uuid.UUID, list[str]] = {}
+    those labels by space."""
+    labels_by_space: dict[str, dict[uuid.UUID, list[str]]] = {embedder.model_key: {} for embedder in embedders}
     for rows in by_tenant.values():
         tenant = rows[0][0].tenant
         vocabulary = vocabulary_of(tenant)
         for position, embedder in enumerate(embedders):
             vectors = np.stack([per_model[position] for _, per_model in rows])
             labels = labels_for(labels=vocabulary, vectors=vectors, embedder=embedder)
-            if position == 0:
-                kept.update((asset.id, found) for (asset, _), found in zip(rows, labels, strict=True))
+            labels_by_space[embedder.model_key].update(
+                (asset.id, found) for (asset, _), found in zip(rows, labels, strict=True)
+            )
             index.upsert_vectors(
                 tenant=tenant,
                 space=embedder.model_key,
@@ -307,7 +310,7 @@ def _write_vectors(
                     for (asset, _), found in zip(rows, labels, strict=True)
                 ],
             )
-    return kept
+    return labels_by_space
 
 
 def _current_metadata(assets: Sequence[ImageAsset]) -> dict[uuid.UUID, ImageAsset]:

@@ -154,30 +154,41 @@ def building_space() -> VectorSpace | None:
     return VectorSpace.objects.filter(state=VectorSpaceState.BUILDING).first()
 
 
-def reindex_advance(*, limit: int | None = None) -> bool:
+# How long a process holds a tenant's step (`ReindexProgress.leased_until`); a process that died
+# holding one leaves it to another after this.
+LEASE = timedelta(minutes=10)
+
+STEPPED, WAITING, DONE = "stepped", "waiting", "done"
+Advance = str  # STEPPED: a step was made; WAITING: other processes hold the last tenants; DONE: nothing left
+
+
+def reindex_advance(*, limit: int | None = None) -> Advance:
     """One step of the build: the next images of one unfinished tenant (or that tenant's final
-    check), or the switch once every tenant is finished. Returns whether work remains. Steps of
-    different processes never take the same tenant at once (the progress row is locked)."""
+    check), or the switch once every tenant is finished. A tenant's step is leased to one process
+    (a conditional update, no transaction held open while the model runs: the single-process
+    default's SQLite allows one writer at a time, and uploads must not wait for a step)."""
     space = building_space()
     if space is None:
-        return False
+        return DONE
     _add_tenants(space)
     spec = spaces.spec_of(space)
-    with transaction.atomic():
-        progress = (
-            ReindexProgress.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("tenant")
-            .filter(space=space, finished_at__isnull=True)
-            .order_by("tenant_id")
-            .first()
-        )
-        if progress is not None:
-            _step(progress, spec, limit or STEP)
-            return True
-    if ReindexProgress.objects.filter(space=space, finished_at__isnull=True).exists():
-        return True  # another process holds the last tenants
+    unfinished = ReindexProgress.objects.filter(space=space, finished_at__isnull=True)
+    for progress in unfinished.order_by("tenant_id").select_related("tenant")[:20]:
+        now = timezone.now()
+        free = Q(leased_until__isnull=True) | Q(leased_until__lt=now)
+        if not unfinished.filter(free, pk=progress.pk).update(leased_until=now + LEASE):
+            continue  # another process holds this tenant
+        try:
+            progress.refresh_from_db()
+            if progress.finished_at is None:
+                _step(progress, spec, limit or STEP)
+        finally:
+            ReindexProgress.objects.filter(pk=progress.pk).update(leased_until=None)
+        return STEPPED
+    if unfinished.exists():
+        return WAITING
     _switch(space)
-    return False
+    return DONE
 
 
 def _step(progress: ReindexProgress, spec: ModelSpec, limit: int) -> None:
@@ -221,12 +232,15 @@ def _complete_tenant(tenant: Tenant, spec: ModelSpec, *, since: datetime | None 
 
 def _switch(space: VectorSpace) -> None:
     spec = spaces.spec_of(space)
+    # What turned ready since each tenant was finished, embedded before the switch's short
+    # transaction; an image that turns ready after this is written to both spaces by its worker,
+    # which reads the live spaces again after each write.
+    for tenant in Tenant.objects.order_by("id"):
+        _complete_tenant(tenant, spec, since=space.created_at)
     with transaction.atomic():
         space = VectorSpace.objects.select_for_update().get(pk=space.pk)
         if space.state != VectorSpaceState.BUILDING:
             return  # another process switched it
-        for tenant in Tenant.objects.order_by("id"):  # what turned ready since each tenant was finished
-            _complete_tenant(tenant, spec, since=space.created_at)
         old = _record_active()
         old.state, old.retired_at = VectorSpaceState.RETIRED, timezone.now()
         old.save(update_fields=["state", "retired_at"])
@@ -238,13 +252,18 @@ def _switch(space: VectorSpace) -> None:
 
 
 def _relabel_after_switch() -> None:
-    """Labels come from the active model: tenants with a vocabulary are labelled again with the new one."""
+    """Labels come from the active model: tenants with a vocabulary are labelled again with the new
+    one (each relabelling reads the live spaces afresh). One tenant's failure leaves the others'."""
     from ingestion.services.bulk import bulk_action_start  # bulk imports the pipeline, which this module uses
 
+    spaces.refresh()  # this runs as the switch commits: the relabelling must read the new model
     for vocabulary in LabelVocabulary.objects.exclude(labels=[]).select_related("tenant"):
-        bulk_action_start(
-            tenant=vocabulary.tenant, created_by=None, key=f"relabel-{uuid.uuid4()}", kind=BulkActionKind.RELABEL
-        )
+        try:
+            bulk_action_start(
+                tenant=vocabulary.tenant, created_by=None, key=f"relabel-{uuid.uuid4()}", kind=BulkActionKind.RELABEL
+            )
+        except Exception:
+            logger.exception("Could not relabel %s after the switch; save its vocabulary again", vocabulary.tenant)
 
 
 def reindex_run(*, on_step: Callable[[], None] | None = None) -> VectorSpace | None:
@@ -254,8 +273,10 @@ def reindex_run(*, on_step: Callable[[], None] | None = None) -> VectorSpace | N
     if space is None:
         return None
     try:
-        while reindex_advance():
-            if on_step is not None:
+        while (advance := reindex_advance()) != DONE:
+            if advance == WAITING:
+                time.sleep(1)  # another process holds the last tenants
+            elif on_step is not None:
                 on_step()
     except Exception as exc:
         VectorSpace.objects.filter(pk=space.pk).update(error=f"{type(exc).__name__}: {exc}"[:2000])
@@ -265,47 +286,63 @@ def reindex_run(*, on_step: Callable[[], None] | None = None) -> VectorSpace | N
 
 
 def reindex_work(*, seconds: float) -> bool:
-    """Runs the build for about `seconds` (whole steps); returns whether work remains. A Celery task
-    works in such slices and queues the next one, so uploads embedded on the same queue take turns
-    with the build instead of waiting for its end."""
+    """Runs the build for about `seconds` (whole steps); returns whether this process should go on
+    (False when the build is done, or when other processes hold its last tenants: they finish it).
+    A Celery task works in such slices and queues the next one, so uploads embedded on the same
+    queue take turns with the build instead of waiting for its end."""
     deadline = time.monotonic() + seconds
     space = building_space()
     try:
-        while reindex_advance():
+        while reindex_advance() == STEPPED:
             if time.monotonic() >= deadline:
                 return True
     except Exception as exc:
         if space is not None:
             VectorSpace.objects.filter(pk=space.pk).update(error=f"{type(exc).__name__}: {exc}"[:2000])
         raise
-    return False
+    return False  # done, or WAITING: the processes holding the last tenants finish and switch
 
 
 def reindex_cancel() -> VectorSpace | None:
-    """Stops the build and drops what it wrote; the active model is untouched."""
+    """Stops the build (no process writes to its space once it has read the change) and drops what
+    it wrote; the active model is untouched. Chroma out of reach while dropping: the build is
+    cancelled all the same, and `reindex_drop_old` removes its vectors later."""
     with transaction.atomic():
         space = VectorSpace.objects.select_for_update().filter(state=VectorSpaceState.BUILDING).first()
         if space is None:
             return None
-        space.state = VectorSpaceState.DROPPED
-        space.save(update_fields=["state"])
+        space.state, space.retired_at = VectorSpaceState.DROPPED, timezone.now()
+        space.save(update_fields=["state", "retired_at"])
         ReindexProgress.objects.filter(space=space).delete()
     spaces.refresh()
-    for key in index.stored_tenant_keys(space.key):
-        index.drop_tenant_key(key, space.key)
+    _drop_vectors(space)
     return space
 
 
-def reindex_drop_old() -> list[VectorSpace]:
-    """Removes the vectors of the models switched away from (every tenant's collection in them)."""
-    dropped = []
-    for space in VectorSpace.objects.filter(state=VectorSpaceState.RETIRED):
-        for key in index.stored_tenant_keys(space.key):
-            index.drop_tenant_key(key, space.key)
-        VectorSpace.objects.filter(pk=space.pk, state=VectorSpaceState.RETIRED).update(state=VectorSpaceState.DROPPED)
-        ReindexProgress.objects.filter(space=space).delete()
-        dropped.append(space)
-    return dropped
+def _drop_vectors(space: VectorSpace) -> None:
+    for key in index.stored_tenant_keys(space.key):
+        index.drop_tenant_key(key, space.key)
+
+
+def reindex_drop_old() -> tuple[list[VectorSpace], list[VectorSpace]]:
+    """Removes the vectors of the models switched away from (every tenant's collection in them), and
+    whatever a cancelled build left. Returns (the spaces emptied, those left for now): a space that
+    left service less than VECTOR_SPACES_REFRESH_SECONDS ago may still be read by a process that has
+    not seen the change yet, and is left for a later run."""
+    settled = timezone.now() - timedelta(seconds=settings.VECTOR_SPACES_REFRESH_SECONDS + 5)
+    dropped, waiting = [], []
+    for space in VectorSpace.objects.filter(state__in=[VectorSpaceState.RETIRED, VectorSpaceState.DROPPED]):
+        if space.retired_at and space.retired_at > settled:
+            waiting.append(space)
+            continue
+        _drop_vectors(space)
+        if space.state == VectorSpaceState.RETIRED:
+            VectorSpace.objects.filter(pk=space.pk, state=VectorSpaceState.RETIRED).update(
+                state=VectorSpaceState.DROPPED
+            )
+            ReindexProgress.objects.filter(space=space).delete()
+            dropped.append(space)
+    return dropped, waiting
 
 
 def reindex_status() -> ReindexStatus:

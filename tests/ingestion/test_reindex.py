@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import io
 import time
+from datetime import timedelta
 
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from ingestion import background, spaces
 from ingestion.imaging import load_rgb
@@ -18,7 +20,7 @@ from ingestion.models import ReindexProgress, VectorSpace
 from ingestion.services import pipeline, reindex
 from ingestion.services.deletion import asset_delete
 from ingestion.services.editing import asset_update_metadata
-from ingestion.services.reindex import ReindexRefused, reindex_advance, reindex_run, reindex_start
+from ingestion.services.reindex import DONE, STEPPED, ReindexRefused, reindex_advance, reindex_run, reindex_start
 from search.services import search_by_text
 from tests.search.conftest import upload_sample
 from tests.support.checkpoints import model_checkpoint
@@ -75,6 +77,8 @@ def test_a_build_embeds_every_tenant_then_switches_in_one_step(acme, globex, lib
     status = reindex_command(status=True)
     assert f"Active: {TEST_MODEL} ({SECOND})" in status and "Retired (vectors kept until --drop-old)" in status
     assert "are not used since a reindex" in status  # the settings still name the first model
+    assert "left service a moment ago" in reindex_command(drop_old=True)  # processes may still read it
+    VectorSpace.objects.filter(state="retired").update(retired_at=timezone.now() - timedelta(minutes=1))
     assert reindex_command(drop_old=True).startswith("Removed the vectors of")
     assert index.stored_tenant_keys(first) == set() and index.stored_tenant_keys(SECOND_KEY) == {
         acme.vector_key,
@@ -118,7 +122,7 @@ def test_uploads_during_the_build_are_embedded_with_both_models_and_search_stays
 @pytest.mark.slow  # a second model, several builds
 def test_edits_and_deletions_during_the_build_reach_the_new_space(acme, bob, library, monkeypatch):
     reindex_start(model=TEST_MODEL, pretrained=str(SECOND))
-    assert reindex_advance(limit=10)  # acme's three images copied; globex not yet
+    assert reindex_advance(limit=10) == STEPPED  # acme's three images copied; globex not yet
     dog, person, cat = library[:3]
     asset_delete(asset=person)
     asset_update_metadata(asset=cat, category="pets", source="", tags=["cat", "fluffy"])
@@ -175,7 +179,7 @@ def test_what_cannot_be_built_is_refused_with_the_reason_and_nothing_recorded(ac
     other = model_checkpoint(TEST_MODEL, 99, CACHE / f"clip-{TEST_MODEL}-seed99.pt")
     with pytest.raises(CommandError, match="is being built"):
         reindex_command(model=TEST_MODEL, pretrained=str(other))
-    assert reindex_advance(limit=10)
+    assert reindex_advance(limit=10) == STEPPED
     assert reindex_command(cancel=True).startswith("Cancelled the build")
     assert index.stored_tenant_keys(SECOND_KEY) == set()
     assert current_model_key() != SECOND_KEY and not VectorSpace.objects.filter(state="building").exists()
@@ -215,17 +219,17 @@ def test_results_after_the_switch_match_chromas_function_on_the_new_checkpoint(a
 @pytest.mark.slow  # a second model, several builds
 def test_running_processes_pick_up_the_switch(acme, library, settings, monkeypatch):
     """Another process switches; this one, running, follows within VECTOR_SPACES_REFRESH_SECONDS."""
-    settings.VECTOR_SPACES_REFRESH_SECONDS = 1.0
+    settings.VECTOR_SPACES_REFRESH_SECONDS = 5.0
     first = current_model_key()
     reindex_start(model=TEST_MODEL, pretrained=str(SECOND))
     while ReindexProgress.objects.filter(finished_at__isnull=True).exists():
         reindex_advance()
     monkeypatch.setattr(spaces, "refresh", lambda: None)  # the switch below is made as if by another process
     assert current_model_key() == first  # this process reads, and keeps, the state before the switch
-    assert not reindex_advance()  # the switch
+    assert reindex_advance() == DONE  # the switch
     assert VectorSpace.objects.get(state="active").key == SECOND_KEY
     assert current_model_key() == first
-    wait_until(lambda: current_model_key() == SECOND_KEY, 5, "the running process to see the switch")
+    wait_until(lambda: current_model_key() == SECOND_KEY, 10, "the running process to see the switch")
 
 
 @pytest.mark.stack
@@ -251,3 +255,23 @@ def test_the_worker_builds_in_the_background_and_follows_the_switch_without_rest
     finally:  # the session's worker must not keep the switched model for the next test
         VectorSpace.objects.all().delete()
         time.sleep(settings.VECTOR_SPACES_REFRESH_SECONDS + 1)
+
+
+@pytest.mark.slow  # a second model
+def test_after_the_switch_auto_tags_are_the_new_models(acme, alice, library, settings):
+    from ingestion.services.labels import PROMPT, vocabulary_set
+
+    labels = ["dog", "cat", "person", "whiteboard"]
+    settings.AUTO_TAG_MIN_SCORE = -1.0  # every label passes, best match first: the order is the model's
+    vocabulary_set(tenant=acme, labels=labels, updated_by=alice)
+    reindex_command(model=TEST_MODEL, pretrained=str(SECOND))
+    new_model = get_embedder(spec=spec_for(name=TEST_MODEL, pretrained=str(SECOND)))
+    prompts = new_model.embed_texts([PROMPT.format(label=label) for label in labels])
+    stored_vectors = index.fetch_vectors(tenant=acme, space=SECOND_KEY, ids=[str(a.id) for a in library[:3]])
+    for asset in library[:3]:
+        asset.refresh_from_db()
+        scores = prompts @ stored_vectors[str(asset.id)]
+        expected = [labels[i] for i in np.argsort(-scores, kind="stable") if scores[i] >= settings.AUTO_TAG_MIN_SCORE]
+        assert asset.labels == expected
+        [metadata] = index.fetch_metadata(tenant=acme, space=SECOND_KEY, ids=[str(asset.id)]).values()
+        assert sorted(k.removeprefix("label:") for k in metadata if k.startswith("label:")) == sorted(expected)

@@ -55,16 +55,30 @@ class Command(BaseCommand):
             if status:
                 self._print_status(reindex_status())
             elif drop_old:
-                dropped = reindex_drop_old()
+                dropped, waiting = reindex_drop_old()
                 names = ", ".join(str(space) for space in dropped)
                 self.stdout.write(f"Removed the vectors of {names}." if dropped else "No retired model to remove.")
+                for space in waiting:
+                    self.stdout.write(
+                        f"{space} left service a moment ago; running processes may still read it. Run this again "
+                        "in a few seconds."
+                    )
             elif cancel:
-                space = reindex_cancel()
-                self.stdout.write(f"Cancelled the build of {space}." if space else "No model is being built.")
+                self._cancel()
             else:
                 self._build(model, pretrained, wait=wait)
         except IndexUnavailable as exc:
             raise CommandError(f"{exc} Nothing was lost: run the same command again once Chroma answers.") from exc
+
+    def _cancel(self) -> None:
+        try:
+            space = reindex_cancel()
+        except IndexUnavailable as exc:
+            raise CommandError(
+                f"The build is cancelled, but its vectors could not be removed now ({exc}). "
+                "Run `reindex --drop-old` once Chroma answers."
+            ) from exc
+        self.stdout.write(f"Cancelled the build of {space}." if space else "No model is being built.")
 
     def _build(self, model: str | None, pretrained: str | None, *, wait: bool) -> None:
         if bool(model) != bool(pretrained):
