@@ -18,7 +18,7 @@ from ingestion.services.reindex import (
 )
 from ingestion.spaces import describe_settings_model
 from vectors.embedding import EmbeddingModelUnavailable
-from vectors.index import IndexUnavailable
+from vectors.index import IndexLocked, IndexUnavailable
 
 
 class Command(BaseCommand):
@@ -67,6 +67,11 @@ class Command(BaseCommand):
                 self._cancel()
             else:
                 self._build(model, pretrained, wait=wait)
+        except IndexLocked as exc:
+            raise CommandError(
+                f"{exc} For --drop-old and --cancel, stop the service, run this, and start it again "
+                "(nothing is lost: what is left undone is done by the next --drop-old)."
+            ) from exc
         except IndexUnavailable as exc:
             raise CommandError(f"{exc} Nothing was lost: run the same command again once Chroma answers.") from exc
 
