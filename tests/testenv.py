@@ -17,13 +17,16 @@ CACHE = Path(os.environ.get("TEST_CACHE_DIR", ROOT / ".cache"))
 TEST_MODEL = "ViT-S-32"
 TEST_SEED = 1234
 CHECKPOINT = CACHE / f"clip-{TEST_MODEL}-seed{TEST_SEED}.pt"
+# A second checkpoint of the same model, for the model change (tests/ingestion/test_reindex.py).
+SECOND_SEED = 4321
+SECOND_CHECKPOINT = CACHE / f"clip-{TEST_MODEL}-seed{SECOND_SEED}.pt"
 OUTPUT = Path(os.environ.get("TEST_OUTPUT_DIR", ROOT / "test-output"))
 
 
-def build_test_checkpoint(path: Path = CHECKPOINT) -> Path:
+def build_test_checkpoint(path: Path = CHECKPOINT, seed: int = TEST_SEED) -> Path:
     from tests.support.checkpoints import model_checkpoint
 
-    return model_checkpoint(TEST_MODEL, TEST_SEED, path)
+    return model_checkpoint(TEST_MODEL, seed, path)
 
 
 _scratch = Path(tempfile.mkdtemp(prefix="imagesearch-tests-"))
@@ -39,5 +42,6 @@ os.environ["TASKS_IN_PROCESS"] = "1"
 os.environ["DATA_DIR"] = str(_scratch)
 os.environ["CLIP_MODEL"] = TEST_MODEL
 os.environ["CLIP_PRETRAINED"] = str(build_test_checkpoint())
+build_test_checkpoint(SECOND_CHECKPOINT, SECOND_SEED)  # here, once, before pytest-xdist starts its workers
 os.environ["CLIP_DEVICE"] = "cpu"
 os.environ.pop("CHROMA_URL", None)

@@ -25,13 +25,13 @@ from search.services import search_by_text
 from tests.search.conftest import upload_sample
 from tests.support.checkpoints import model_checkpoint
 from tests.support.processes import wait_until
-from tests.testenv import CACHE, SAMPLES, TEST_MODEL
+from tests.testenv import CACHE, SAMPLES, SECOND_CHECKPOINT, TEST_MODEL
 from vectors import index
 from vectors.embedding import current_model_key, get_embedder, model_key, spec_for
 from vectors.index import IndexUnavailable
 
 pytestmark = pytest.mark.django_db(transaction=True)
-SECOND = model_checkpoint(TEST_MODEL, 4321, CACHE / f"clip-{TEST_MODEL}-seed4321.pt")
+SECOND = SECOND_CHECKPOINT  # made by tests.testenv before the workers start
 SECOND_KEY = model_key(spec_for(name=TEST_MODEL, pretrained=str(SECOND)))
 
 

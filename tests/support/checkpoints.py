@@ -3,6 +3,7 @@ path as trained weights, without downloading anything."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -15,7 +16,7 @@ def model_checkpoint(model: str, seed: int, path: Path) -> Path:
         torch.manual_seed(seed)
         weights = open_clip.create_model(model, pretrained=None).state_dict()
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
+        partial = path.with_suffix(f".{os.getpid()}.partial")  # two processes making it at once never clash
         torch.save({"state_dict": weights}, partial)
-        partial.rename(path)
+        os.replace(partial, path)
     return path
