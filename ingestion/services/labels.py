@@ -74,13 +74,16 @@ def vocabulary_set(*, tenant: Tenant, labels: str | Sequence[str], updated_by: U
     from ingestion.services.bulk import bulk_action_start  # bulk imports this module to run the relabelling
 
     wanted = parse_tags(labels)
-    vocabulary = LabelVocabulary.objects.filter(tenant=tenant).first() or LabelVocabulary(tenant=tenant)
-    if vocabulary.pk and vocabulary.labels == wanted:
-        return None
-    vocabulary.labels, vocabulary.updated_by = wanted, updated_by
-    vocabulary.full_clean(exclude=["tenant"])
-    with transaction.atomic():
-        vocabulary.save()
+    LabelVocabulary(labels=wanted).clean_fields(exclude=["tenant", "updated_by"])
+    with transaction.atomic():  # two saves at once: one creates the row, the other waits for it
+        vocabulary, created = LabelVocabulary.objects.select_for_update().get_or_create(
+            tenant=tenant, defaults={"labels": wanted, "updated_by": updated_by}
+        )
+        if not created:
+            if vocabulary.labels == wanted:
+                return None
+            vocabulary.labels, vocabulary.updated_by = wanted, updated_by
+            vocabulary.save()
         action, _ = bulk_action_start(
             tenant=tenant, created_by=updated_by, key=f"relabel-{uuid.uuid4()}", kind=BulkActionKind.RELABEL,
         )  # fmt: skip
