@@ -52,6 +52,8 @@ def test_the_schema_documents_every_api_route():
         ("GET", "/api/v1/images/{id}/duplicates/"),
         ("GET", "/api/v1/search/"),
         ("POST", "/api/v1/search/"),
+        ("GET", "/api/v1/labels/"),
+        ("PUT", "/api/v1/labels/"),
         ("GET", "/api/v1/webhooks/"),
         ("POST", "/api/v1/webhooks/"),
         ("GET", "/api/v1/webhooks/{id}/"),
