@@ -37,10 +37,16 @@ class BenchTenant:
     seed: int
 
     def vectors(self) -> np.ndarray:
-        """The tenant's vectors, made again from its seed whenever needed (never all kept in memory)."""
+        """The tenant's vectors, made again from its seed whenever needed (never all kept in memory).
+        A tenant's photos cluster around a few themes, as real collections do and as `bench.query`
+        makes them: one theme per 200 images (at least 3), each image its theme plus noise. (One
+        centre with wide noise, as this benchmark first made them, is nearly uniform on the sphere:
+        every image about as far from a query as the next, a case no photo library has, where even
+        an exact-as-possible HNSW walk finds 85% of the ten nearest on 20,000 vectors.)"""
         rng = np.random.default_rng(self.seed)
-        centre = rng.normal(size=DIMENSIONS)
-        vectors = (centre + 1.5 * rng.normal(size=(self.size, DIMENSIONS))).astype(np.float32)
+        centres = rng.normal(size=(max(3, self.size // 200), DIMENSIONS))
+        noise = rng.normal(scale=0.6, size=(self.size, DIMENSIONS))
+        vectors = (centres[rng.integers(0, len(centres), self.size)] + noise).astype(np.float32)
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
