@@ -19,9 +19,9 @@ class MetadataFilters:
     category: str = ""
     source: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
-    labels: tuple[str, ...] = field(default_factory=tuple)
     uploaded_from: date | None = None
     uploaded_to: date | None = None
+    labels: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def is_empty(self) -> bool:

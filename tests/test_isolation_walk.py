@@ -32,7 +32,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from rest_framework.test import APIClient
 
-from ingestion.models import BulkAction, ImageAsset
+from ingestion.models import BulkAction, ImageAsset, VectorSpace
 from tenants.audit import Actor, audit_record
 from tenants.invitations import hash_token, invitation_create
 from tenants.models import ApiToken, AuditAction, AuditEvent, Invitation, Membership, Tenant, TokenScope
@@ -144,6 +144,10 @@ def umbra_object(world: World, route: Route) -> tuple[str, str]:
         WebhookEndpoint: world.umbra.webhook,
         AuditEvent: world.audit_event,
         Invitation: world.invitation,
+        # No tenant's: the models the index holds vectors of (operators see them in the admin).
+        VectorSpace: VectorSpace.objects.get_or_create(
+            key="walk-space", defaults={"model": "ViT-S-32", "pretrained": "random", "state": "retired"}
+        )[0],
     }
     if model not in owned:
         raise CannotFill(f"no object of Umbra's for model {model}")
