@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -58,11 +59,12 @@ class ImageMetadataForm(forms.Form):
         return clean_tag_list(self.cleaned_data.get("tags") or "")
 
 
-def clean_tag_list(raw: str) -> list[str]:
-    """Tags as a person types them, normalised (`parse_tags`) and held to the image's limits."""
+def clean_tag_list(raw: str, validate: Callable[[Any], None] = validate_tags) -> list[str]:
+    """Tags (or labels, with `validate_labels`) as a person types them, normalised (`parse_tags`)
+    and held to their limits."""
     tags = parse_tags(raw)
     try:
-        validate_tags(tags)
+        validate(tags)
     except ValidationError as exc:
         raise forms.ValidationError(exc.messages) from exc
     return tags
@@ -198,13 +200,7 @@ class LabelVocabularyForm(forms.Form):
     )
 
     def clean_labels(self) -> list[str]:
-        raw = self.cleaned_data.get("labels") or ""
-        labels = parse_tags(raw)
-        try:
-            validate_labels(labels)
-        except ValidationError as error:
-            raise forms.ValidationError(error.messages) from None
-        return labels
+        return clean_tag_list(self.cleaned_data.get("labels") or "", validate_labels)
 
 
 class BulkActionForm(forms.Form):

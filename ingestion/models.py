@@ -28,14 +28,19 @@ def parse_tags(raw: str | Iterable[str]) -> list[str]:
     return tags
 
 
+def _validate_words(value: Any, *, noun: str, most: str, limit: int) -> None:
+    """A list of words: tags (people's) and labels (the auto-tag vocabulary) keep the same rules."""
+    if not isinstance(value, list) or not all(isinstance(word, str) for word in value):
+        raise ValidationError(f"{noun.capitalize()}s must be a list of words.")
+    if len(value) > limit:
+        raise ValidationError(most)
+    for word in value:
+        if not word or len(word) > MAX_TAG_LENGTH:
+            raise ValidationError(f"Each {noun} must have 1 to {MAX_TAG_LENGTH} characters.")
+
+
 def validate_tags(value: Any) -> None:
-    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
-        raise ValidationError("Tags must be a list of words.")
-    if len(value) > MAX_TAGS:
-        raise ValidationError(f"At most {MAX_TAGS} tags per image.")
-    for tag in value:
-        if not tag or len(tag) > MAX_TAG_LENGTH:
-            raise ValidationError(f"Each tag must have 1 to {MAX_TAG_LENGTH} characters.")
+    _validate_words(value, noun="tag", most=f"At most {MAX_TAGS} tags per image.", limit=MAX_TAGS)
 
 
 class AssetStatus(models.TextChoices):
@@ -197,15 +202,9 @@ MAX_LABELS = 50
 
 
 def validate_labels(value: Any) -> None:
-    if not isinstance(value, list) or not all(isinstance(label, str) for label in value):
-        raise ValidationError("Labels must be a list of words.")
-    if len(value) > MAX_LABELS:
-        raise ValidationError(f"At most {MAX_LABELS} labels.")
-    for label in value:
-        if not label or len(label) > MAX_TAG_LENGTH:
-            raise ValidationError(f"Each label must have 1 to {MAX_TAG_LENGTH} characters.")
-        if "," in label:
-            raise ValidationError("A label may not contain a comma.")
+    _validate_words(value, noun="label", most=f"At most {MAX_LABELS} labels.", limit=MAX_LABELS)
+    if any("," in label for label in value):
+        raise ValidationError("A label may not contain a comma.")
 
 
 class LabelVocabulary(models.Model):
