@@ -214,6 +214,7 @@ def worker_env(*, chroma_url: str, media: Path, **extra: str) -> dict[str, str]:
 def web_side(settings, *, chroma_url: str, media: Path) -> Iterator[None]:
     """This test's web side as deployed: tasks go to the broker, vectors to the Chroma server,
     files to the workers' media folder."""
+    settings.EMBED_RUNNER = "celery"
     settings.CELERY_TASK_ALWAYS_EAGER = False
     settings.CHROMA_URL = chroma_url
     settings.MEDIA_ROOT = media

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import redis
+from celery import current_app
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -46,9 +48,20 @@ class EmbedReport:
     claimed: int = 0
 
 
-def enqueue_embedding(asset_ids: Sequence[uuid.UUID | str]) -> None:
+# Set in the broker's Redis while an embedding task for new uploads waits in the queue: a task tops
+# its batch up with every pending image, so an upload that finds it set sends none of its own. The
+# task clears it before its claim (an upload committed before that is claimed by it; one after sends
+# a new task), and a task whose claim was full sends one more. It expires in case that task is lost:
+# at worst a task too many, never an image left behind.
+TASK_WAITING_KEY = "imagesearch:embed-task-waiting"
+TASK_WAITING_SECONDS = 30
+_broker_clients: dict[str, Any] = {}
+
+
+def enqueue_embedding(asset_ids: Sequence[uuid.UUID | str], *, fresh: bool = False) -> None:
     """Queues embedding in batches once the current transaction commits. If the broker is down
-    the images stay pending, and the periodic sweep queues them again."""
+    the images stay pending, and the periodic sweep queues them again. `fresh` images (never
+    attempted: new uploads) send no task while one is already waiting, which will take them."""
     ids = [str(asset_id) for asset_id in asset_ids]
     if settings.EMBED_RUNNER == "thread":
         from ingestion import background  # it imports this module to run it
@@ -56,24 +69,54 @@ def enqueue_embedding(asset_ids: Sequence[uuid.UUID | str]) -> None:
         if ids:
             transaction.on_commit(background.notify)
         return
+    if ids:
+        transaction.on_commit(lambda: _send_tasks(ids, coalesce=fresh))
+
+
+def _send_tasks(ids: Sequence[str], *, coalesce: bool) -> None:
     from ingestion.tasks import embed_assets  # the task module imports this one to run it
 
+    if coalesce and _task_waiting():
+        return
     batch = settings.EMBED_BATCH_SIZE
+    for start in range(0, max(len(ids), 1), batch):
+        chunk = list(ids[start : start + batch])
+        try:
+            embed_assets.apply_async(args=(chunk,), retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2})
+        except Exception:
+            if settings.CELERY_TASK_ALWAYS_EAGER:
+                raise
+            logger.warning("Could not queue %d images; the sweep will queue them later", len(chunk), exc_info=True)
 
-    def send() -> None:
-        for start in range(0, len(ids), batch):
-            chunk = ids[start : start + batch]
-            try:
-                embed_assets.apply_async(
-                    args=(chunk,), retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2}
-                )
-            except Exception:
-                if settings.CELERY_TASK_ALWAYS_EAGER:
-                    raise
-                logger.warning("Could not queue %d images; the sweep will queue them later", len(chunk), exc_info=True)
 
-    if ids:
-        transaction.on_commit(send)
+def _broker_redis() -> Any | None:
+    """The broker's Redis, where the flag lives beside the queue it speaks of (web processes and
+    workers share it by construction); None where tasks do not go through a Redis broker."""
+    url = current_app.conf.broker_url or ""
+    if settings.EMBED_RUNNER != "celery" or not url.startswith(("redis://", "rediss://")):
+        return None
+    if url not in _broker_clients:
+        _broker_clients[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    return _broker_clients[url]
+
+
+def _task_waiting() -> bool:
+    """Marks a task as waiting; True when one already was. A broker out of reach sends the task."""
+    client = _broker_redis()
+    if client is None:
+        return False
+    try:
+        return not client.set(TASK_WAITING_KEY, 1, nx=True, ex=TASK_WAITING_SECONDS)
+    except redis.RedisError:
+        logger.warning("Could not reach the broker to coalesce embedding tasks", exc_info=True)
+        return False
+
+
+def _task_started() -> None:
+    client = _broker_redis()
+    if client is not None:
+        with contextlib.suppress(redis.RedisError):  # the key expires by itself
+            client.delete(TASK_WAITING_KEY)
 
 
 def vector_metadata(asset: ImageAsset, labels: Sequence[str] | None = None) -> dict[str, str | int | float | bool]:
@@ -170,8 +213,11 @@ def assets_embed(*, asset_ids: Sequence[str], claim_token: str = "", top_up: boo
     """
     embedder = get_embedder()  # weights that cannot be loaded leave every image pending, unclaimed
     report = EmbedReport()
+    _task_started()
     assets = _claim(asset_ids, token=claim_token, top_up_to=embedder.batch_size if top_up else 0)
     report.claimed = len(assets)
+    if top_up and len(assets) >= embedder.batch_size and _broker_redis() is not None:
+        _send_tasks([], coalesce=True)  # more may be pending: the next task waits while this one embeds
     if len(assets) > 1:
         suspects = [a for a in assets if a.attempts > 1]
         if suspects:

@@ -131,7 +131,9 @@ def asset_create(
             if derivative is not None:
                 stored.append(default_storage.save(asset.derivative_name(side), derivative))
                 asset.derivative_side = side
-            asset.full_clean()
+            # The tenant and uploader are rows in hand and a second copy of these bytes is an
+            # IntegrityError below: no query to check either.
+            asset.full_clean(exclude=["tenant", "uploaded_by"], validate_unique=False, validate_constraints=False)
             asset.save(force_insert=True)
     except IntegrityError:
         # The same bytes arrived concurrently; the other upload won.
@@ -201,7 +203,9 @@ def assets_upload(
         merged = [] if created else asset_merge_metadata(asset=asset, category=category, source=source, tags=tags)
         outcomes.append(UploadOutcome(filename=name, asset=asset, duplicate=not created, merged=merged))
     new_ids = [o.asset.id for o in outcomes if o.asset is not None and not o.duplicate]
-    enqueue_embedding(new_ids)
+    enqueue_embedding(new_ids, fresh=True)
+    if settings.EMBED_RUNNER != "inline" or not new_ids:
+        return outcomes
     # In the in-process mode the images are embedded by now; report their state as it is.
     current = ImageAsset.objects.select_related("tenant").in_bulk([o.asset.id for o in outcomes if o.asset is not None])
     for outcome in outcomes:

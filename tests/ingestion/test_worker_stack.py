@@ -3,12 +3,19 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
+import redis
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from config.celery import QUEUE_INGESTION, app
 from ingestion.models import AssetStatus, ImageAsset
 from ingestion.tasks import embed_assets
-from tests.conftest import login, wait_for_status
+from tests.conftest import api, login, wait_for_status
+from tests.factories import image_bytes
 from vectors import index
 
 pytestmark = pytest.mark.stack
@@ -56,3 +63,29 @@ def test_chroma_down_then_back_the_task_retries_and_completes(stack, acme, bob, 
     wait_for_status(asset, {AssetStatus.READY}, timeout=90)
     assert asset.failure_reason == ""
     assert index.count_vectors(tenant=acme) == 1
+
+
+def test_uploads_one_per_request_while_a_task_waits_queue_no_more_tasks_and_ride_full_batches(
+    stack, celery_worker_process, acme, bob
+):
+    """An integration uploading one file per request, while the worker is busy: the first upload
+    queues a task, the others find it waiting and queue none; that task claims a full forward batch
+    and queues one more for the rest. 34 uploads cost two claims, not 34."""
+    worker = [celery_worker_process.hostname.replace("%h", socket.gethostname())]
+    batch = 32  # the worker's forward batch: CLIP_BATCH_SIZE's default on a CPU
+    broker = redis.Redis.from_url(settings.REDIS_URL)
+    assert app.control.cancel_consumer(QUEUE_INGESTION, destination=worker, reply=True, timeout=10)
+    try:
+        client = api(bob, acme)
+        for i in range(batch + 2):
+            file = SimpleUploadedFile(f"{i}.png", image_bytes("PNG", (64, 48), (i * 7 % 256, 40, 200 - i)))
+            assert client.post("/api/v1/images/", {"file": file}, format="multipart").status_code == 201
+        assert broker.llen(QUEUE_INGESTION) == 1
+    finally:
+        assert app.control.add_consumer(QUEUE_INGESTION, destination=worker, reply=True, timeout=10)
+    images = list(ImageAsset.objects.filter(tenant=acme))
+    for image in images:
+        wait_for_status(image, {AssetStatus.READY})
+    claims = sorted(ImageAsset.objects.filter(tenant=acme).values_list("claim_token", flat=True))
+    assert sorted(claims.count(token) for token in set(claims)) == [2, batch]
+    assert index.count_vectors(tenant=acme) == batch + 2
