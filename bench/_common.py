@@ -157,19 +157,29 @@ def gemm_share(forward: Callable[[], object]) -> float:
 
 
 @contextmanager
-def local_stack(*, database: str, redis_url: str, web_workers: int = 1, model: str = "ViT-B-32") -> Iterator[str]:
+def local_stack(
+    *,
+    database: str,
+    redis_url: str,
+    web_workers: int = 1,
+    model: str = "ViT-B-32",
+    chroma: ChromaServer | None = None,
+    workdir: Path | None = None,
+) -> Iterator[str]:
     """The deployed shape on loopback: a fresh PostgreSQL database, a Redis db, a `chroma run`
-    server, one Celery worker and gunicorn, all started here and stopped on exit. Yields the web
-    address; this process is set up as a Django client of the same database, Redis and Chroma."""
+    server (or `chroma`, already running, left running), one Celery worker and gunicorn, all
+    started here and stopped on exit. Yields the web address; this process is set up as a Django
+    client of the same database, Redis and Chroma."""
     import psycopg
 
     name = database.rsplit("/", 1)[1]
     with psycopg.connect(database.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.execute(f'CREATE DATABASE "{name}"')
-    workdir = Path(tempfile.mkdtemp(prefix="imagesearch-bench-"))
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="imagesearch-bench-"))
     logs = workdir / "logs"
-    chroma = ChromaServer(workdir / "chroma", log=logs)
+    owned = [] if chroma else [ChromaServer(workdir / "chroma", log=logs)]
+    chroma = chroma or owned[0]
     setup_django(
         model=model,
         workdir=workdir,
@@ -184,7 +194,7 @@ def local_stack(*, database: str, redis_url: str, web_workers: int = 1, model: s
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
     web = GunicornServer(env=env, log=logs, workers=web_workers)
-    servers = [chroma, CeleryWorker(env=env, log=logs, loglevel="WARNING"), web]
+    servers = [*owned, CeleryWorker(env=env, log=logs, loglevel="WARNING"), web]
     try:
         for server in servers:
             server.start(wait=False)

@@ -3,8 +3,10 @@
 one server started with the project's config/chroma.yaml. Prints the server's resident memory (in
 all and per tenant), its disk, text-query latency per size class for a tenant's first query after a
 restart (cold) and warm, the p95 of a query right after a write, recall@10 against exact search for
-every class, and the ingest rate into the largest tenant against a collection with Chroma's default
-persistence (the layout before the bounded pool), measured in the same run.
+every class (and, at the end, for every tenant), upload to searchable through the REST API
+(gunicorn, a Celery worker, PostgreSQL and Redis beside the same server, as `bench.latency`
+measures it), and the ingest rate into the largest tenant against a collection with Chroma's
+default persistence (the layout before the bounded pool), measured in the same run.
 
 `python -m bench.tenants --tenants 10000` is the full run (about 1,000,000 vectors);
 `--tenants 30 --largest 300` is the suite's small version."""
@@ -23,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import machine, median, percentile, setup_django
+from bench._common import local_stack, machine, median, percentile, setup_django
+from bench.latency import upload_to_searchable
 from tests.support.processes import ChromaServer
 
 DIMENSIONS = 512
@@ -84,6 +87,10 @@ def main() -> None:
     parser.add_argument("--largest", type=int, default=20_000)
     parser.add_argument("--sample", type=int, default=40, help="tenants queried per size class")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--api-runs", type=int, default=15, help="uploads through the API timed to searchable at the end (0: none)"
+    )
+    parser.add_argument("--model", default="ViT-B-32", help="the stack's model (random weights) for --api-runs")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="imagesearch-tenants-"))
@@ -91,14 +98,23 @@ def main() -> None:
     server = ChromaServer(workdir / "chroma", log=output / "bench-tenants-chroma.log")
     server.start()
     try:
-        setup_django(workdir=workdir, CHROMA_URL=server.url, CLIP_PRETRAINED="random", CLIP_MODEL="ViT-B-32")
-        run(args, server)
+        if args.api_runs:
+            # The deployed shape beside the same server: gunicorn, a Celery worker, PostgreSQL, Redis.
+            database = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/imagesearch_bench")
+            redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+            with local_stack(
+                database=database, redis_url=redis_url, model=args.model, chroma=server, workdir=workdir
+            ) as base_url:
+                run(args, server, base_url)
+        else:
+            setup_django(workdir=workdir, CHROMA_URL=server.url, CLIP_PRETRAINED="random", CLIP_MODEL=args.model)
+            run(args, server, "")
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run(args: argparse.Namespace, server: ChromaServer) -> None:
+def run(args: argparse.Namespace, server: ChromaServer, base_url: str) -> None:
     import chromadb
 
     from vectors import index
@@ -159,6 +175,7 @@ def run(args: argparse.Namespace, server: ChromaServer) -> None:
     server.stop()
     server.start()  # cold: every index must come back from disk
     index.reset_connection()
+    print(f"server resident after a restart, before any query: {rss_mb(server.process.pid):.0f} MB")
     cold: dict[str, list[float]] = {}
     warm: dict[str, list[float]] = {}
     recall: dict[str, list[float]] = {}
@@ -181,6 +198,23 @@ def run(args: argparse.Namespace, server: ChromaServer) -> None:
               f"p95 {percentile(cold[name], 95):.1f}; warm p50 {median(warm[name]):.1f} p95 {percentile(warm[name], 95):.1f}; "
               f"recall@10 mean {np.mean(recall[name]):.3f} worst {min(recall[name]):.3f}")  # fmt: skip
 
+    every_started = time.perf_counter()
+    worst: dict[str, float] = {}
+    below = 0
+    for tenant in tenants:
+        vectors = tenant.vectors()
+        query = vectors[rng.integers(0, tenant.size)] + 0.3 * rng.normal(size=DIMENSIONS).astype(np.float32)
+        query /= np.linalg.norm(query)
+        hits = {h.id for h in index.query_vectors(tenant=tenant, embedding=query, limit=10)}
+        exact = {f"{tenant.vector_key}-{i}" for i in np.argsort(-(vectors @ query))[:10]}
+        found = len(exact & hits) / min(10, tenant.size)
+        name = size_class(tenant.size)
+        worst[name] = min(worst.get(name, 1.0), found)
+        below += found < 0.98
+    print(f"recall@10 for every tenant (one query each, {time.perf_counter() - every_started:.0f} s): "
+          f"{below} of {len(tenants):,} below 0.98; worst by class: "
+          + ", ".join(f"{name} {worst[name]:.3f}" for _, name in CLASSES if name in worst))  # fmt: skip
+
     after_write = []
     for tenant in [t for members in sample.values() for t in members][: args.sample]:
         vector = tenant.vectors()[:1]
@@ -193,6 +227,12 @@ def run(args: argparse.Namespace, server: ChromaServer) -> None:
         assert f"{tenant.vector_key}-new" in {h.id for h in hits}, "a vector just written was not found"
     print(f"query right after a write: p50 {median(after_write):.1f} ms, p95 {percentile(after_write, 95):.1f} ms "
           f"({len(after_write)} tenants, every new vector found)")  # fmt: skip
+
+    if base_url:
+        timings = upload_to_searchable(base_url, runs=args.api_runs, slug="bench-api")
+        print(f"upload to searchable through the API beside the {len(tenants):,} tenants (a 2-4 MP JPEG, idle "
+              f"worker): p50 {median(timings) * 1000:.0f} ms, p95 {percentile(timings, 95) * 1000:.0f} ms "
+              f"over {len(timings)} uploads")  # fmt: skip
 
 
 if __name__ == "__main__":

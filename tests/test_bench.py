@@ -50,8 +50,12 @@ def test_a_short_load_run_ends_with_no_server_error_no_lost_image_and_no_cross_t
 
 
 def test_the_tenants_benchmark_reports_memory_latency_and_recall_per_size_class():
-    output = run("bench.tenants", "--tenants", "30", "--largest", "300", "--sample", "3")
+    output = run(
+        *("bench.tenants", "--tenants", "30", "--largest", "300", "--sample", "3"),
+        *("--api-runs", "2", "--model", "ViT-S-32"),
+    )
     assert "server resident" in output and "ingest into a tenant of 300" in output, output
     classes = [line for line in output.splitlines() if "recall@10 mean" in line]
     assert len(classes) >= 2, output
     assert "every new vector found" in output
+    assert "recall@10 for every tenant" in output and "upload to searchable through the API" in output
