@@ -87,6 +87,7 @@ def _send_tasks(ids: Sequence[str], *, coalesce: bool) -> None:
             if settings.CELERY_TASK_ALWAYS_EAGER:
                 raise
             logger.warning("Could not queue %d images; the sweep will queue them later", len(chunk), exc_info=True)
+            _clear_task_waiting()  # no task waits: the next upload must send one
 
 
 def _broker_redis() -> Any | None:
@@ -112,7 +113,7 @@ def _task_waiting() -> bool:
         return False
 
 
-def _task_started() -> None:
+def _clear_task_waiting() -> None:
     client = _broker_redis()
     if client is not None:
         with contextlib.suppress(redis.RedisError):  # the key expires by itself
@@ -213,7 +214,7 @@ def assets_embed(*, asset_ids: Sequence[str], claim_token: str = "", top_up: boo
     """
     embedder = get_embedder()  # weights that cannot be loaded leave every image pending, unclaimed
     report = EmbedReport()
-    _task_started()
+    _clear_task_waiting()
     assets = _claim(asset_ids, token=claim_token, top_up_to=embedder.batch_size if top_up else 0)
     report.claimed = len(assets)
     if top_up and len(assets) >= embedder.batch_size and _broker_redis() is not None:
