@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 from chromadb.errors import InternalError
 
@@ -141,3 +142,29 @@ def test_deleting_a_tenants_vectors_leaves_the_others(backend):
     assert index.count_vectors(tenant=red) == 0
     assert index.count_vectors(tenant=blue) == 1
     index.delete_tenant_vectors(tenant=red)  # again: nothing left to delete, no error
+
+
+def test_a_collection_made_by_an_older_version_is_brought_in_line_when_opened(backend):
+    """Collections made before the wider search (ef_search 512), small and grown past GROWN_AT: the
+    door's first open gives each the search width and the persistence its size calls for."""
+    small, grown = tenants()
+    for tenant, size in ((small, 3), (grown, index.GROWN_AT)):
+        old = index._connected().create_collection(
+            index.collection_name(tenant),
+            configuration={"hnsw": {"space": "cosine", "ef_search": 512, "sync_threshold": 1000, "batch_size": 100}},
+            metadata={index.TENANT_KEY: index._tenant_key(tenant)},
+            embedding_function=None,
+        )
+        vectors = np.random.default_rng(size).normal(size=(size, 3)).astype(np.float32)
+        for start in range(0, size, index.MAX_RECORDS_PER_WRITE):
+            end = min(size, start + index.MAX_RECORDS_PER_WRITE)
+            old.add(
+                ids=[str(i) for i in range(start, end)],
+                embeddings=vectors[start:end],
+                metadatas=[{index.TENANT_KEY: index._tenant_key(tenant)}] * (end - start),
+            )
+    index.reset_connection()
+    for tenant, wanted in ((small, index.HNSW_SMALL), (grown, index.HNSW_GROWN)):
+        assert index.count_vectors(tenant=tenant) == (3 if tenant is small else index.GROWN_AT)
+        hnsw = index._connected().get_collection(index.collection_name(tenant)).configuration["hnsw"]
+        assert (hnsw["sync_threshold"], hnsw["ef_search"]) == (wanted["sync_threshold"], 2048)
