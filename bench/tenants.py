@@ -9,7 +9,8 @@ measures it), and the ingest rate into the largest tenant against a collection w
 default persistence (the layout before the bounded pool), measured in the same run.
 
 `python -m bench.tenants --tenants 10000` is the full run (about 1,000,000 vectors);
-`--tenants 30 --largest 300` is the suite's small version."""
+`--tenants 30 --largest 300` is the suite's small version. The uploads through the API (`--api-runs`,
+0 to skip them) need PostgreSQL and Redis: BENCH_DATABASE_URL and BENCH_REDIS_URL, as bench.latency."""
 
 from __future__ import annotations
 
@@ -97,6 +98,7 @@ def main() -> None:
     output = Path(os.environ.get("TEST_OUTPUT_DIR", "test-output"))
     server = ChromaServer(workdir / "chroma", log=output / "bench-tenants-chroma.log")
     server.start()
+    finished = False
     try:
         if args.api_runs:
             # The deployed shape beside the same server: gunicorn, a Celery worker, PostgreSQL, Redis.
@@ -109,9 +111,11 @@ def main() -> None:
         else:
             setup_django(workdir=workdir, CHROMA_URL=server.url, CLIP_PRETRAINED="random", CLIP_MODEL=args.model)
             run(args, server, "")
+        finished = True
     finally:
         server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if finished:  # otherwise the stack's logs stay there to read
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run(args: argparse.Namespace, server: ChromaServer, base_url: str) -> None:

@@ -21,7 +21,12 @@ ALLOWED = {
     "tenants": set(),
     "vectors": set(),
 }
-DOORS = {"chromadb": {"vectors/index.py"}, "torch": {"vectors/embedding/"}, "open_clip": {"vectors/embedding/"}}
+DOORS = {
+    "chromadb": {"vectors/index.py"},
+    "torch": {"vectors/embedding/"},
+    "open_clip": {"vectors/embedding/"},
+    "redis": {"ingestion/broker.py"},
+}
 
 
 def imports(path: Path) -> set[str]:

@@ -15,16 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import redis
-from celery import current_app
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import models, transaction
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from PIL import Image
 
+from ingestion import broker
 from ingestion.imaging import load_derivative, load_rgb, resize_for_model
 from ingestion.models import AssetStatus, ImageAsset
 from ingestion.services.events import images_emit
@@ -50,12 +49,13 @@ class EmbedReport:
 
 # Set in the broker's Redis while an embedding task for new uploads waits in the queue: a task tops
 # its batch up with every pending image, so an upload that finds it set sends none of its own. The
-# task clears it before its claim (an upload committed before that is claimed by it; one after sends
-# a new task), and a task whose claim was full sends one more. It expires in case that task is lost:
-# at worst a task too many, never an image left behind.
+# task clears it first thing (an upload committed before its claim is in that claim; one after
+# sends the next task), and a task whose claim came back full sends one more. When a task is lost
+# before its claim (its worker killed, a publish that failed), the images coalesced onto it are
+# taken by the next task any upload sends once the flag is gone (it expires after 30 s), or by the
+# periodic sweep (EMBED_STALE_AFTER_SECONDS), as every image of a failed publish always was.
 TASK_WAITING_KEY = "imagesearch:embed-task-waiting"
 TASK_WAITING_SECONDS = 30
-_broker_clients: dict[str, Any] = {}
 
 
 def enqueue_embedding(asset_ids: Sequence[uuid.UUID | str], *, fresh: bool = False) -> None:
@@ -76,8 +76,9 @@ def enqueue_embedding(asset_ids: Sequence[uuid.UUID | str], *, fresh: bool = Fal
 def _send_tasks(ids: Sequence[str], *, coalesce: bool) -> None:
     from ingestion.tasks import embed_assets  # the task module imports this one to run it
 
-    if coalesce and _task_waiting():
-        return
+    coalesce = coalesce and settings.EMBED_RUNNER == "celery"
+    if coalesce and broker.flag_set(TASK_WAITING_KEY, seconds=TASK_WAITING_SECONDS) is False:
+        return  # a task for new uploads is waiting: it will take these
     batch = settings.EMBED_BATCH_SIZE
     for start in range(0, max(len(ids), 1), batch):
         chunk = list(ids[start : start + batch])
@@ -87,37 +88,8 @@ def _send_tasks(ids: Sequence[str], *, coalesce: bool) -> None:
             if settings.CELERY_TASK_ALWAYS_EAGER:
                 raise
             logger.warning("Could not queue %d images; the sweep will queue them later", len(chunk), exc_info=True)
-            _clear_task_waiting()  # no task waits: the next upload must send one
-
-
-def _broker_redis() -> Any | None:
-    """The broker's Redis, where the flag lives beside the queue it speaks of (web processes and
-    workers share it by construction); None where tasks do not go through a Redis broker."""
-    url = current_app.conf.broker_url or ""
-    if settings.EMBED_RUNNER != "celery" or not url.startswith(("redis://", "rediss://")):
-        return None
-    if url not in _broker_clients:
-        _broker_clients[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-    return _broker_clients[url]
-
-
-def _task_waiting() -> bool:
-    """Marks a task as waiting; True when one already was. A broker out of reach sends the task."""
-    client = _broker_redis()
-    if client is None:
-        return False
-    try:
-        return not client.set(TASK_WAITING_KEY, 1, nx=True, ex=TASK_WAITING_SECONDS)
-    except redis.RedisError:
-        logger.warning("Could not reach the broker to coalesce embedding tasks", exc_info=True)
-        return False
-
-
-def _clear_task_waiting() -> None:
-    client = _broker_redis()
-    if client is not None:
-        with contextlib.suppress(redis.RedisError):  # the key expires by itself
-            client.delete(TASK_WAITING_KEY)
+            if coalesce:  # the next upload must send a task (and it takes these images too)
+                broker.flag_clear(TASK_WAITING_KEY)
 
 
 def vector_metadata(asset: ImageAsset, labels: Sequence[str] | None = None) -> dict[str, str | int | float | bool]:
@@ -212,12 +184,14 @@ def assets_embed(*, asset_ids: Sequence[str], claim_token: str = "", top_up: boo
     back the others; after EMBED_MAX_ATTEMPTS it is marked failed. Raises IndexUnavailable,
     with the claimed images back in pending, when Chroma cannot be reached.
     """
-    embedder = get_embedder()  # weights that cannot be loaded leave every image pending, unclaimed
+    if settings.EMBED_RUNNER == "celery":
+        broker.flag_clear(TASK_WAITING_KEY)  # first: whatever happens here, the next upload sends a task
+    index.check_available()  # before the claim: an index out of reach, or weights that cannot be
+    embedder = get_embedder()  # loaded, leave every image pending, unclaimed, and send no more tasks
     report = EmbedReport()
-    _clear_task_waiting()
     assets = _claim(asset_ids, token=claim_token, top_up_to=embedder.batch_size if top_up else 0)
     report.claimed = len(assets)
-    if top_up and len(assets) >= embedder.batch_size and _broker_redis() is not None:
+    if top_up and len(assets) >= embedder.batch_size and settings.EMBED_RUNNER == "celery":
         _send_tasks([], coalesce=True)  # more may be pending: the next task waits while this one embeds
     if len(assets) > 1:
         suspects = [a for a in assets if a.attempts > 1]
@@ -289,24 +263,21 @@ def _embed_claimed(assets: Sequence[ImageAsset], report: EmbedReport) -> None:
         ready_ids = set(processing.values_list("id", flat=True))
         ready = [written.get(asset.id, asset) for asset in work if asset.id in ready_ids]
         now = timezone.now()
-        alike: dict[tuple[str, ...], list[ImageAsset]] = defaultdict(list)  # images with the same labels
         for asset in ready:
             asset.status, asset.failure_reason, asset.embedded_at, asset.updated_at = AssetStatus.READY, "", now, now
             asset.set_labels(labels.get(asset.id, []))
-            alike[tuple(asset.labels)].append(asset)
-        # One statement per set of labels (usually one in all), each row updated once: a second update
-        # of the same rows in this transaction would make PostgreSQL check their tenant key again, and
-        # wait for an upload holding the tenant row (the quota check). Django's bulk_update would
-        # build a CASE per field and row (half the batch's bookkeeping time at 32 images).
-        for group in alike.values():
-            ImageAsset.objects.filter(id__in=[asset.id for asset in group]).update(
-                status=AssetStatus.READY,
-                failure_reason="",
-                embedded_at=now,
-                updated_at=now,
-                labels=group[0].labels,
-                label_index=group[0].label_index,
-            )
+        # One statement, each row updated once: a second update of the same rows in this transaction
+        # would make PostgreSQL check their tenant key again, and wait for an upload holding the
+        # tenant row. Only the labels differ from row to row (Django's bulk_update would build a
+        # CASE for every field: half the bookkeeping time of a batch of 32).
+        ImageAsset.objects.filter(id__in=[asset.id for asset in ready]).update(  # no rows: no statement
+            status=AssetStatus.READY,
+            failure_reason="",
+            embedded_at=now,
+            updated_at=now,
+            labels=_per_row(ready, "labels", models.JSONField()),
+            label_index=_per_row(ready, "label_index", models.TextField()),
+        )
         images_emit(EventType.IMAGE_READY, ready)
     report.ready.extend(str(asset.id) for asset in work)
     try:  # one index query per image; the images are ready whatever it finds
@@ -322,6 +293,14 @@ def _embed_claimed(assets: Sequence[ImageAsset], report: EmbedReport) -> None:
         _catch_up_metadata(written)
     except index.IndexUnavailable:  # the images are ready; `reconcile_index` can repair their records
         logger.warning("Could not bring edited metadata to the index", exc_info=True)
+
+
+def _per_row(assets: Sequence[ImageAsset], field: str, output: models.Field) -> Any:  # type: ignore[type-arg]
+    """Each row's own value of `field`, as one expression: the value itself when all rows share it."""
+    values = [getattr(asset, field) for asset in assets]
+    if not values or all(value == values[0] for value in values):
+        return Value(values[0] if values else None, output_field=output)
+    return Case(*[When(id=a.id, then=Value(v, output_field=output)) for a, v in zip(assets, values, strict=True)])
 
 
 def assets_embed_into(*, assets: Sequence[ImageAsset], spec: ModelSpec) -> int:

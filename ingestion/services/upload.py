@@ -122,7 +122,9 @@ def asset_create(
     try:
         with transaction.atomic():
             # Serialises uploads of one tenant, so concurrent uploads cannot overrun the quota together.
-            Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
+            # FOR NO KEY UPDATE: rows that refer to the tenant (a worker marking images ready, their
+            # webhook events) only take KEY SHARE on it, and never wait for an upload.
+            Tenant.objects.select_for_update(no_key=True).filter(pk=tenant.pk).first()
             _check_quota(tenant, validated.byte_size)
             asset.file.name = default_storage.save(f"{prefix}/originals/{asset.id}.{validated.extension}", original)
             stored.append(asset.file.name)
@@ -136,10 +138,14 @@ def asset_create(
             asset.full_clean(exclude=["tenant", "uploaded_by"], validate_unique=False, validate_constraints=False)
             asset.save(force_insert=True)
     except IntegrityError:
-        # The same bytes arrived concurrently; the other upload won.
         for name in stored:
             default_storage.delete(name)
-        return ImageAsset.objects.for_tenant(tenant).get(sha256=validated.sha256), False
+        # The same bytes arrived concurrently and the other upload won; anything else (the tenant or
+        # the uploader deleted meanwhile) is not ours to hide.
+        winner = ImageAsset.objects.for_tenant(tenant).filter(sha256=validated.sha256).first()
+        if winner is None:
+            raise
+        return winner, False
     except BaseException:
         for name in stored:
             default_storage.delete(name)
