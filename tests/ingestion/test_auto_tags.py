@@ -14,6 +14,7 @@ from ingestion.filters import MetadataFilters
 from ingestion.models import BulkAction, ImageAsset, LabelVocabulary
 from ingestion.services import bulk
 from ingestion.services.labels import PROMPT, vocabulary_set
+from ingestion.services.requeue import assets_reembed
 from search.services import search_by_text
 from tenants.models import AuditEvent
 from tenants.tokens import api_token_create
@@ -72,6 +73,21 @@ def test_each_image_gets_the_labels_whose_similarity_passes_the_minimum(acme, bo
         having = {str(a.id) for a in ImageAsset.objects.all() if label in a.labels}
         assert labelled(acme, label) == having
         assert {str(a.id) for a in MetadataFilters(labels=(label,)).apply(ImageAsset.objects.all())} == having
+
+
+def test_a_batch_embedded_together_gives_each_image_its_own_labels(acme, bob, images, settings):
+    """The pipeline marks a batch ready in one statement: each row must still get its own labels."""
+    table = scores(acme, images, VOCABULARY)
+    settings.AUTO_TAG_MIN_SCORE = float(np.median(table))
+    vocabulary_set(tenant=acme, labels=", ".join(VOCABULARY), updated_by=bob)
+    ImageAsset.objects.update(labels=[], label_index="")
+    assets_reembed(assets=images)  # the six embedded again, in one batch
+    wanted = [expected_labels(row, VOCABULARY, settings.AUTO_TAG_MIN_SCORE) for row in table]
+    assert len({tuple(labels) for labels in wanted}) > 1  # rows that differ
+    for asset, labels in zip(images, wanted, strict=True):
+        asset.refresh_from_db()
+        assert (asset.status, asset.labels) == ("ready", labels)
+        assert asset.label_index == (f",{','.join(labels)}," if labels else "")
 
 
 def test_an_upload_is_labelled_when_it_becomes_ready_and_shown_on_its_page(acme, bob, settings):
