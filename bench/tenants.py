@@ -23,12 +23,16 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench._common import local_stack, machine, median, percentile, setup_django
 from bench.latency import upload_to_searchable
 from tests.support.processes import ChromaServer
+
+if TYPE_CHECKING:
+    from vectors.index import Hit
 
 DIMENSIONS = 512
 CLASSES = ((50, "<=50"), (1_000, "51-1,000"), (5_000, "1,001-5,000"), (10**9, ">5,000"))
@@ -52,6 +56,17 @@ class BenchTenant:
         noise = rng.normal(scale=0.6, size=(self.size, DIMENSIONS))
         vectors = (centres[rng.integers(0, len(centres), self.size)] + noise).astype(np.float32)
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def probe(self, rng: np.random.Generator) -> tuple[np.ndarray, set[str]]:
+        """A query near one of the tenant's images (its vector plus noise) and the ids of the exact
+        ten nearest to it."""
+        vectors = self.vectors()
+        query = vectors[rng.integers(0, self.size)] + 0.3 * rng.normal(size=DIMENSIONS).astype(np.float32)
+        query /= np.linalg.norm(query)
+        return query, {f"{self.vector_key}-{i}" for i in np.argsort(-(vectors @ query))[:10]}
+
+    def recall(self, exact: set[str], hits: list[Hit]) -> float:
+        return len(exact & {hit.id for hit in hits}) / min(10, self.size)
 
 
 def tenant_sizes(count: int, largest: int, seed: int) -> list[int]:
@@ -185,17 +200,14 @@ def run(args: argparse.Namespace, server: ChromaServer, base_url: str) -> None:
     recall: dict[str, list[float]] = {}
     for name, members in sample.items():
         for tenant in members:
-            vectors = tenant.vectors()
-            query = vectors[rng.integers(0, tenant.size)] + 0.3 * rng.normal(size=DIMENSIONS).astype(np.float32)
-            query /= np.linalg.norm(query)
+            query, exact = tenant.probe(rng)
             began = time.perf_counter()
             hits = index.query_vectors(tenant=tenant, embedding=query, limit=10)
             cold.setdefault(name, []).append((time.perf_counter() - began) * 1000)
             began = time.perf_counter()
             index.query_vectors(tenant=tenant, embedding=query, limit=10)
             warm.setdefault(name, []).append((time.perf_counter() - began) * 1000)
-            exact = {f"{tenant.vector_key}-{i}" for i in np.argsort(-(vectors @ query))[:10]}
-            recall.setdefault(name, []).append(len(exact & {h.id for h in hits}) / min(10, tenant.size))
+            recall.setdefault(name, []).append(tenant.recall(exact, hits))
     print(f"server resident after the cold queries: {rss_mb(server.process.pid):.0f} MB")
     for name in (name for _, name in CLASSES if name in sample):
         print(f"  {name:>12}: {len(by_class[name]):>6,} tenants; cold p50 {median(cold[name]):.1f} ms "
@@ -206,12 +218,8 @@ def run(args: argparse.Namespace, server: ChromaServer, base_url: str) -> None:
     worst: dict[str, float] = {}
     below = 0
     for tenant in tenants:
-        vectors = tenant.vectors()
-        query = vectors[rng.integers(0, tenant.size)] + 0.3 * rng.normal(size=DIMENSIONS).astype(np.float32)
-        query /= np.linalg.norm(query)
-        hits = {h.id for h in index.query_vectors(tenant=tenant, embedding=query, limit=10)}
-        exact = {f"{tenant.vector_key}-{i}" for i in np.argsort(-(vectors @ query))[:10]}
-        found = len(exact & hits) / min(10, tenant.size)
+        query, exact = tenant.probe(rng)
+        found = tenant.recall(exact, index.query_vectors(tenant=tenant, embedding=query, limit=10))
         name = size_class(tenant.size)
         worst[name] = min(worst.get(name, 1.0), found)
         below += found < 0.98
