@@ -76,7 +76,7 @@ def enqueue_embedding(asset_ids: Sequence[uuid.UUID | str], *, fresh: bool = Fal
 def _send_tasks(ids: Sequence[str], *, coalesce: bool) -> None:
     from ingestion.tasks import embed_assets  # the task module imports this one to run it
 
-    coalesce = coalesce and settings.EMBED_RUNNER == "celery"
+    coalesce = coalesce and _through_broker()
     if coalesce and broker.flag_set(TASK_WAITING_KEY, seconds=TASK_WAITING_SECONDS) is False:
         return  # a task for new uploads is waiting: it will take these
     batch = settings.EMBED_BATCH_SIZE
@@ -90,6 +90,11 @@ def _send_tasks(ids: Sequence[str], *, coalesce: bool) -> None:
             logger.warning("Could not queue %d images; the sweep will queue them later", len(chunk), exc_info=True)
             if coalesce:  # the next upload must send a task (and it takes these images too)
                 broker.flag_clear(TASK_WAITING_KEY)
+
+
+def _through_broker() -> bool:
+    """Tasks go to workers through the broker (not run in this process): coalescing applies."""
+    return settings.EMBED_RUNNER == "celery"
 
 
 def vector_metadata(asset: ImageAsset, labels: Sequence[str] | None = None) -> dict[str, str | int | float | bool]:
@@ -184,14 +189,14 @@ def assets_embed(*, asset_ids: Sequence[str], claim_token: str = "", top_up: boo
     back the others; after EMBED_MAX_ATTEMPTS it is marked failed. Raises IndexUnavailable,
     with the claimed images back in pending, when Chroma cannot be reached.
     """
-    if settings.EMBED_RUNNER == "celery":
+    if _through_broker():
         broker.flag_clear(TASK_WAITING_KEY)  # first: whatever happens here, the next upload sends a task
     index.check_available()  # before the claim: an index out of reach, or weights that cannot be
     embedder = get_embedder()  # loaded, leave every image pending, unclaimed, and send no more tasks
     report = EmbedReport()
     assets = _claim(asset_ids, token=claim_token, top_up_to=embedder.batch_size if top_up else 0)
     report.claimed = len(assets)
-    if top_up and len(assets) >= embedder.batch_size and settings.EMBED_RUNNER == "celery":
+    if top_up and len(assets) >= embedder.batch_size and _through_broker():
         _send_tasks([], coalesce=True)  # more may be pending: the next task waits while this one embeds
     if len(assets) > 1:
         suspects = [a for a in assets if a.attempts > 1]
@@ -270,14 +275,15 @@ def _embed_claimed(assets: Sequence[ImageAsset], report: EmbedReport) -> None:
         # would make PostgreSQL check their tenant key again, and wait for an upload holding the
         # tenant row. Only the labels differ from row to row (Django's bulk_update would build a
         # CASE for every field: half the bookkeeping time of a batch of 32).
-        ImageAsset.objects.filter(id__in=[asset.id for asset in ready]).update(  # no rows: no statement
-            status=AssetStatus.READY,
-            failure_reason="",
-            embedded_at=now,
-            updated_at=now,
-            labels=_per_row(ready, "labels", models.JSONField()),
-            label_index=_per_row(ready, "label_index", models.TextField()),
-        )
+        if ready:
+            ImageAsset.objects.filter(id__in=[asset.id for asset in ready]).update(
+                status=AssetStatus.READY,
+                failure_reason="",
+                embedded_at=now,
+                updated_at=now,
+                labels=_per_row(ready, "labels", models.JSONField()),
+                label_index=_per_row(ready, "label_index", models.TextField()),
+            )
         images_emit(EventType.IMAGE_READY, ready)
     report.ready.extend(str(asset.id) for asset in work)
     try:  # one index query per image; the images are ready whatever it finds
@@ -298,8 +304,8 @@ def _embed_claimed(assets: Sequence[ImageAsset], report: EmbedReport) -> None:
 def _per_row(assets: Sequence[ImageAsset], field: str, output: models.Field) -> Any:  # type: ignore[type-arg]
     """Each row's own value of `field`, as one expression: the value itself when all rows share it."""
     values = [getattr(asset, field) for asset in assets]
-    if not values or all(value == values[0] for value in values):
-        return Value(values[0] if values else None, output_field=output)
+    if all(value == values[0] for value in values):
+        return Value(values[0], output_field=output)
     return Case(*[When(id=a.id, then=Value(v, output_field=output)) for a, v in zip(assets, values, strict=True)])
 
 
