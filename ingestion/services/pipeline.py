@@ -111,13 +111,15 @@ def _claim(asset_ids: Sequence[str], *, token: str, top_up_to: int) -> list[Imag
     """One claim per batch: the task's own pending images, the images this same task claimed before
     its worker died (it is delivered again with the same id), and then the oldest other pending
     images that were never attempted, up to `top_up_to`, so that single uploads still ride full
-    batches. Their own tasks, when they run, find them taken and claim nothing."""
+    batches. Their own tasks, when they run, find them taken and claim nothing. A task whose own
+    images were attempted before (a suspect's own task, a batch handed out again) is not topped up:
+    its suspects are tried apart, and new uploads pending meanwhile must not split them off again."""
     mine = Q(id__in=list(asset_ids), status=AssetStatus.PENDING)
     if token:
         mine |= Q(status=AssetStatus.PROCESSING, claim_token=token)
     with transaction.atomic():
         assets = list(_lockable().filter(mine))
-        if top_up_to > len(assets):
+        if top_up_to > len(assets) and all(asset.attempts == 0 for asset in assets):
             others = _lockable().filter(status=AssetStatus.PENDING, attempts=0).exclude(id__in=[a.id for a in assets])
             assets += list(others[: top_up_to - len(assets)])
         _mark_processing(assets, token)

@@ -83,6 +83,22 @@ def test_images_attempted_before_are_not_topped_up_into_another_batch(stored_onl
     assert (suspect.status, suspect.attempts) == (AssetStatus.PENDING, 1)
 
 
+def test_a_suspect_images_own_task_embeds_it_alone_however_many_uploads_are_pending(
+    stored_only, transactional_db, acme, bob
+):
+    """A suspect (an image whose worker died with it) is deferred to a task of its own. That task
+    must not top up with the uploads that keep arriving, or it would defer the suspect again each
+    time, and under a steady stream of uploads the suspect would never be tried."""
+    suspect, fresh = store(acme, bob, (4, 5, 6), (1, 2, 3))
+    ImageAsset.objects.filter(id=suspect.id).update(status=AssetStatus.PENDING, attempts=1)
+    report = pipeline.assets_embed(asset_ids=[str(suspect.id)], claim_token="its-own-task")
+    assert (report.ready, report.deferred, report.claimed) == ([str(suspect.id)], [], 1)
+    suspect.refresh_from_db()
+    fresh.refresh_from_db()
+    assert (suspect.status, suspect.attempts) == (AssetStatus.READY, 2)
+    assert (fresh.status, fresh.attempts) == (AssetStatus.PENDING, 0)  # its own task takes it
+
+
 def test_the_api_takes_several_files_in_one_request_and_answers_each_in_order(transactional_db, acme, bob):
     from tests.conftest import api
 
