@@ -11,6 +11,7 @@ from django.db import models
 from django.utils import timezone
 
 from tenants.models import Tenant
+from webhooks.signing import seal, unseal
 
 
 class EventType(models.TextChoices):
@@ -26,9 +27,9 @@ class WebhookEndpoint(models.Model):
     events = models.JSONField(default=list)
     description = models.CharField(max_length=200, blank=True)
     is_active = models.BooleanField(default=True)
-    # Standard Webhooks' form: "whsec_" and the base64 of the key. Shown once, when made; kept,
-    # since every delivery is signed with it.
-    secret = models.CharField(max_length=100, editable=False)
+    # Standard Webhooks' form: "whsec_" and the base64 of the key. Shown once, when made; kept
+    # sealed (`webhooks.signing.seal`), since every delivery is signed with it. Read and set as `secret`.
+    sealed_secret = models.TextField(editable=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
@@ -41,6 +42,15 @@ class WebhookEndpoint(models.Model):
 
     def __str__(self) -> str:
         return self.url
+
+    @property
+    def secret(self) -> str:
+        """The signing secret, unsealed; SecretUnreadable when no configured key opens it."""
+        return unseal(self.sealed_secret)
+
+    @secret.setter
+    def secret(self, value: str) -> None:
+        self.sealed_secret = seal(value)
 
 
 class DeliveryStatus(models.TextChoices):

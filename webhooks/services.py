@@ -27,7 +27,7 @@ from django.utils import timezone
 from tenants.models import Tenant
 from webhooks.addresses import AddressRefused, check_url, connect_address
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
-from webhooks.signing import new_secret, signed_headers
+from webhooks.signing import SecretUnreadable, new_secret, reseal, signed_headers
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +53,8 @@ def endpoint_create(
         url=url,
         events=list(dict.fromkeys(events)),
         description=description.strip(),
-        secret=new_secret(),
     )
+    endpoint.secret = new_secret()  # sealed on the row
     _validate(endpoint)
     endpoint.save(force_insert=True)
     return endpoint
@@ -91,8 +91,26 @@ def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
     endpoint.delete()
 
 
+def endpoints_reseal() -> tuple[int, list[WebhookEndpoint]]:
+    """Seals every endpoint's signing secret again under the current SECRET_KEY (after a rotation,
+    before the old key leaves SECRET_KEY_FALLBACKS). Returns how many were sealed again, and the
+    endpoints whose secret no configured key opens (left as they are)."""
+    resealed, unreadable = 0, []
+    for endpoint in WebhookEndpoint.objects.select_related("tenant").order_by("created_at"):
+        try:
+            sealed = reseal(endpoint.sealed_secret)
+        except SecretUnreadable:
+            unreadable.append(endpoint)
+            continue
+        # Only if unchanged meanwhile: an endpoint deleted or made again keeps what it has.
+        resealed += WebhookEndpoint.objects.filter(id=endpoint.id, sealed_secret=endpoint.sealed_secret).update(
+            sealed_secret=sealed
+        )
+    return resealed, unreadable
+
+
 def _validate(endpoint: WebhookEndpoint) -> None:
-    endpoint.full_clean(exclude=["secret", "lease_until"])
+    endpoint.full_clean(exclude=["sealed_secret", "lease_until"])
     try:
         check_url(endpoint.url)
     except AddressRefused as exc:
@@ -214,6 +232,8 @@ def _attempt(delivery: WebhookDelivery) -> bool:
         error = "" if 200 <= code < 300 else _describe(response)
     except AddressRefused as exc:
         error = f"Refused: {exc}"
+    except SecretUnreadable as exc:
+        error = str(exc)
     except httpx.TimeoutException:
         error = f"No answer within {settings.WEBHOOK_TIMEOUT_SECONDS:g} s."
     except (httpx.HTTPError, OSError) as exc:

@@ -1,6 +1,12 @@
 """Standard Webhooks (standardwebhooks.com) signatures: a secret `whsec_<base64 key>`; each
 delivery carries `webhook-id`, `webhook-timestamp` (seconds) and `webhook-signature: v1,<base64 of
-HMAC-SHA256 over "<id>.<timestamp>.<body>">` keyed by the decoded key."""
+HMAC-SHA256 over "<id>.<timestamp>.<body>">` keyed by the decoded key.
+
+Every delivery is signed, so the secret is kept; it is kept sealed (Fernet, from `cryptography`:
+AES with an HMAC, under a key derived from SECRET_KEY), so a copy of the database alone (a backup,
+a replica, a leaked dump) signs nothing. After SECRET_KEY changes, secrets sealed under a key in
+SECRET_KEY_FALLBACKS are still read (and `manage.py reseal_webhook_secrets` seals them again
+under the current key, before the old one is dropped)."""
 
 from __future__ import annotations
 
@@ -9,8 +15,48 @@ import hashlib
 import hmac
 import secrets
 
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.utils.crypto import salted_hmac
+
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the format's prefix, not a secret)
 KEY_BYTES = 32  # the spec asks for 24 to 64 random bytes
+_SEAL_SALT = "webhooks.signing.seal"
+
+
+class SecretUnreadable(Exception):
+    """A sealed secret that none of the configured keys opens."""
+
+
+def _sealer() -> MultiFernet:
+    """One Fernet key per Django secret key, the current one first: it seals, and every one opens."""
+    keys = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
+    derived = [salted_hmac(_SEAL_SALT, "", key, algorithm="sha256").digest() for key in keys]
+    return MultiFernet([Fernet(base64.urlsafe_b64encode(key)) for key in derived])
+
+
+def seal(secret: str) -> str:
+    return _sealer().encrypt(secret.encode()).decode()
+
+
+def unseal(sealed: str) -> str:
+    try:
+        return _sealer().decrypt(sealed.encode()).decode()
+    except InvalidToken as exc:
+        raise SecretUnreadable(
+            "The endpoint's signing secret cannot be read: it was sealed under a SECRET_KEY that is neither "
+            "the current one nor in SECRET_KEY_FALLBACKS. Put the old key back in SECRET_KEY_FALLBACKS, or "
+            "delete the endpoint and register it again (a new secret)."
+        ) from exc
+
+
+def reseal(sealed: str) -> str:
+    """The same secret sealed under the current key (it must open under one of them)."""
+    try:
+        return _sealer().rotate(sealed.encode()).decode()
+    except InvalidToken:
+        unseal(sealed)  # raises SecretUnreadable with the reason
+        raise
 
 
 def new_secret() -> str:
