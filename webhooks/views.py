@@ -18,7 +18,8 @@ from webhooks.forms import WebhookEndpointForm
 from webhooks.selectors import deliveries_for_endpoint, endpoint_for_tenant, endpoints_for_tenant
 from webhooks.services import endpoint_create, endpoint_delete, endpoint_update
 
-# The session key under which a new endpoint's secret waits for the one page that shows it.
+# The session key that lets the one page after an endpoint is made show its secret (unsealed from
+# the row there: the session never holds it).
 NEW_SECRET_SESSION_KEY = "new_webhook_secret"  # noqa: S105 (a session key's name)
 LOG_PAGE_SIZE = 50
 
@@ -45,7 +46,7 @@ def webhooks(request: HttpRequest, membership: Membership) -> HttpResponse:
                 request, tenant=tenant, action=AuditAction.WEBHOOK_CREATED, target=endpoint.url,
                 detail={"webhook": str(endpoint.id), "events": endpoint.events},
             )  # fmt: skip
-            request.session[NEW_SECRET_SESSION_KEY] = {"endpoint": str(endpoint.id), "secret": endpoint.secret}
+            request.session[NEW_SECRET_SESSION_KEY] = {"endpoint": str(endpoint.id)}
             messages.success(request, "Webhook added. Copy its signing secret now: it is not shown again.")
             return redirect("webhooks:detail", tenant.slug, endpoint.id)
     status = 400 if request.method == "POST" else 200
@@ -60,7 +61,8 @@ def detail(request: HttpRequest, membership: Membership, endpoint_id: str) -> Ht
     secret = None
     waiting = request.session.get(NEW_SECRET_SESSION_KEY)
     if waiting and waiting["endpoint"] == str(endpoint.id):
-        secret = request.session.pop(NEW_SECRET_SESSION_KEY)["secret"]
+        request.session.pop(NEW_SECRET_SESSION_KEY)
+        secret = endpoint.secret
     log = Paginator(deliveries_for_endpoint(endpoint), LOG_PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "tenant": membership.tenant,

@@ -271,6 +271,7 @@ def test_the_pages_register_show_the_secret_once_and_the_delivery_log(acme, alic
     made = client.post(reverse("webhooks:list", args=["acme"]), {"url": receiver.url, "events": ["image.ready"]})
     endpoint = WebhookEndpoint.objects.get()
     assert made["Location"] == reverse("webhooks:detail", args=["acme", endpoint.id])
+    assert endpoint.secret not in str(dict(client.session))  # the session says only which page may show it
     first = client.get(made["Location"])
     assert endpoint.secret in first.content.decode() and "no-store" in first["Cache-Control"]
     upload(acme, bob, 1)
