@@ -54,7 +54,7 @@ def endpoint_create(
         events=list(dict.fromkeys(events)),
         description=description.strip(),
     )
-    endpoint.secret = new_secret()  # sealed on the row
+    endpoint.secret = new_secret()  # the row keeps it sealed; the caller shows it once
     _validate(endpoint)
     endpoint.save(force_insert=True)
     return endpoint

@@ -3,8 +3,10 @@ delivery carries `webhook-id`, `webhook-timestamp` (seconds) and `webhook-signat
 HMAC-SHA256 over "<id>.<timestamp>.<body>">` keyed by the decoded key.
 
 Every delivery is signed, so the secret is kept; it is kept sealed (Fernet, from `cryptography`:
-AES with an HMAC, under a key derived from SECRET_KEY), so a copy of the database alone (a backup,
-a replica, a leaked dump) signs nothing. After SECRET_KEY changes, secrets sealed under a key in
+AES with an HMAC, under a key derived from SECRET_KEY), so a copy of the database (a backup, a
+replica, a leaked dump) without that key signs nothing. It protects no more than SECRET_KEY does:
+the development default is public, and resealing changes the key, not the secret (after a key
+leak, endpoints are registered again for new secrets). After SECRET_KEY changes, secrets sealed under a key in
 SECRET_KEY_FALLBACKS are still read (and `manage.py reseal_webhook_secrets` seals them again
 under the current key, before the old one is dropped)."""
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -22,6 +25,8 @@ from django.utils.crypto import salted_hmac
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the format's prefix, not a secret)
 KEY_BYTES = 32  # the spec asks for 24 to 64 random bytes
 _SEAL_SALT = "webhooks.signing.seal"
+
+logger = logging.getLogger(__name__)
 
 
 class SecretUnreadable(Exception):
@@ -43,10 +48,14 @@ def unseal(sealed: str) -> str:
     try:
         return _sealer().decrypt(sealed.encode()).decode()
     except InvalidToken as exc:
+        logger.error(
+            "A webhook signing secret was sealed under a SECRET_KEY that is neither the current one nor in "
+            "SECRET_KEY_FALLBACKS: put the old key back in DJANGO_SECRET_KEY_FALLBACKS (then run "
+            "reseal_webhook_secrets), or have the tenant register the endpoint again."
+        )
         raise SecretUnreadable(
-            "The endpoint's signing secret cannot be read: it was sealed under a SECRET_KEY that is neither "
-            "the current one nor in SECRET_KEY_FALLBACKS. Put the old key back in SECRET_KEY_FALLBACKS, or "
-            "delete the endpoint and register it again (a new secret)."
+            "This endpoint's signing secret can no longer be read on the server (its key was changed). "
+            "Ask an operator to restore the key, or delete the endpoint and register it again for a new secret."
         ) from exc
 
 

@@ -17,6 +17,7 @@ from tenants.models import AuditAction, Membership
 from webhooks.forms import WebhookEndpointForm
 from webhooks.selectors import deliveries_for_endpoint, endpoint_for_tenant, endpoints_for_tenant
 from webhooks.services import endpoint_create, endpoint_delete, endpoint_update
+from webhooks.signing import SecretUnreadable
 
 # The session key that lets the one page after an endpoint is made show its secret (unsealed from
 # the row there: the session never holds it).
@@ -62,7 +63,10 @@ def detail(request: HttpRequest, membership: Membership, endpoint_id: str) -> Ht
     waiting = request.session.get(NEW_SECRET_SESSION_KEY)
     if waiting and waiting["endpoint"] == str(endpoint.id):
         request.session.pop(NEW_SECRET_SESSION_KEY)
-        secret = endpoint.secret
+        try:
+            secret = endpoint.secret
+        except SecretUnreadable as exc:  # the server's key changed in between: say so, not a 500
+            messages.error(request, str(exc))
     log = Paginator(deliveries_for_endpoint(endpoint), LOG_PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "tenant": membership.tenant,

@@ -12,8 +12,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.urls import reverse
 from standardwebhooks.webhooks import Webhook
 
+from ingestion.models import AssetStatus, ImageAsset
+from tests.conftest import login
 from tests.webhooks.test_webhooks import ALL_EVENTS, admin_key, register, upload
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from webhooks.services import deliveries_send_due
@@ -45,15 +48,13 @@ def test_the_database_holds_no_signing_secret_in_the_clear(acme, alice, bob, rec
 def test_after_a_key_rotation_deliveries_keep_their_secret_and_are_sealed_again(acme, alice, bob, receiver, settings):
     settings.SECRET_KEY = OLD_KEY
     secret = register(admin_key(alice, acme), receiver.url).json()["secret"]
-    sealed_before = WebhookEndpoint.objects.get().sealed_secret
     settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = NEW_KEY, [OLD_KEY]
     upload(acme, bob, 1)
     [got] = receiver.received
     assert Webhook(secret).verify(got.body, got.headers)["type"] == "image.ready"
 
     call_command("reseal_webhook_secrets")
-    assert WebhookEndpoint.objects.get().sealed_secret != sealed_before
-    settings.SECRET_KEY_FALLBACKS = []  # the old key dropped: the secret still opens
+    settings.SECRET_KEY_FALLBACKS = []  # the old key dropped: the secret still opens, under the new key alone
     assert WebhookEndpoint.objects.get().secret == secret
     upload(acme, bob, 2)
     assert Webhook(secret).verify(receiver.received[1].body, receiver.received[1].headers)
@@ -63,14 +64,21 @@ def test_a_secret_no_key_opens_fails_its_deliveries_with_the_reason_and_nothing_
     acme, alice, bob, receiver, settings
 ):
     settings.SECRET_KEY = OLD_KEY
-    register(admin_key(alice, acme), receiver.url)
-    settings.SECRET_KEY = NEW_KEY  # rotated without keeping the old key
-    upload(acme, bob, 1)  # the image is stored and embedded; its event waits
+    client = login(alice)
+    client.post(reverse("webhooks:list", args=["acme"]), {"url": receiver.url, "events": ALL_EVENTS})
+    endpoint = WebhookEndpoint.objects.get()
+    settings.SECRET_KEY = NEW_KEY  # rotated without keeping the old key (the session is signed anew below)
+    client = login(alice)
+    image = upload(acme, bob, 1)  # the image is stored and embedded; its event waits
     assert receiver.received == []
+    assert ImageAsset.objects.get(id=image.id).status == AssetStatus.READY
     delivery = WebhookDelivery.objects.get()
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 1)
-    assert "signing secret cannot be read" in delivery.last_error
-    assert "SECRET_KEY_FALLBACKS" in delivery.last_error
+    assert delivery.last_error.startswith("This endpoint's signing secret can no longer be read on the server")
+    assert client.get(reverse("webhooks:list", args=["acme"])).status_code == 200
+    log = client.get(reverse("webhooks:detail", args=["acme", endpoint.id]))
+    assert log.status_code == 200 and "can no longer be read" in log.content.decode()  # the reason, in the log
+    assert admin_key(alice, acme).get(f"/api/v1/webhooks/{endpoint.id}/deliveries/").status_code == 200
     with pytest.raises(CommandError, match=r"1 secrets open under none of the configured keys.*" + receiver.url):
         call_command("reseal_webhook_secrets")
 
