@@ -48,12 +48,13 @@ class EmbedReport:
 
 
 # Set in the broker's Redis while an embedding task for new uploads waits in the queue: a task tops
-# its batch up with every pending image, so an upload that finds it set sends none of its own. The
-# task clears it first thing (an upload committed before its claim is in that claim; one after
-# sends the next task), and a task whose claim came back full sends one more. When a task is lost
-# before its claim (its worker killed, a publish that failed), the images coalesced onto it are
-# taken by the next task any upload sends once the flag is gone (it expires after 30 s), or by the
-# periodic sweep (EMBED_STALE_AFTER_SECONDS), as every image of a failed publish always was.
+# its batch up with every pending image never attempted (unless its own images were attempted
+# before), so an upload that finds it set sends none of its own. The task clears it first thing (an
+# upload committed before its claim is in that claim; one after sends the next task), and a task
+# whose claim came back full sends one more. When a task is lost before its claim (its worker
+# killed, a publish that failed), the images coalesced onto it are taken by the next task any
+# upload sends once the flag is gone (it expires after 30 s), or by the periodic sweep
+# (EMBED_STALE_AFTER_SECONDS), as every image of a failed publish always was.
 TASK_WAITING_KEY = "imagesearch:embed-task-waiting"
 TASK_WAITING_SECONDS = 30
 
@@ -183,8 +184,9 @@ def _release(asset_ids: Sequence[uuid.UUID]) -> None:
 
 
 def assets_embed(*, asset_ids: Sequence[str], claim_token: str = "", top_up: bool = True) -> EmbedReport:
-    """Embeds the given images, topped up with other pending ones to a full forward batch, and
-    upserts their vectors, one write per tenant; idempotent. `claim_token` is the task's id.
+    """Embeds the given images, topped up with other pending ones to a full forward batch (unless
+    they were attempted before: see `_claim`), and upserts their vectors, one write per tenant;
+    idempotent. `claim_token` is the task's id.
 
     Images already ready or failed are left alone. An image whose earlier attempt never finished
     (the worker died) is split off into a batch of its own, so one poison image cannot hold

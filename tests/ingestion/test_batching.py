@@ -99,6 +99,15 @@ def test_a_suspect_images_own_task_embeds_it_alone_however_many_uploads_are_pend
     assert (fresh.status, fresh.attempts) == (AssetStatus.PENDING, 0)  # its own task takes it
 
 
+def test_a_batch_handed_out_again_after_its_worker_died_tops_up_nothing(stored_only, transactional_db, acme, bob):
+    held, fresh = store(acme, bob, (7, 8, 9), (9, 8, 7))
+    ImageAsset.objects.filter(id=held.id).update(status=AssetStatus.PROCESSING, attempts=1, claim_token="t")
+    report = pipeline.assets_embed(asset_ids=[str(held.id)], claim_token="t")  # the same task, delivered again
+    assert (report.claimed, report.ready) == (1, [str(held.id)])
+    fresh.refresh_from_db()
+    assert (fresh.status, fresh.attempts) == (AssetStatus.PENDING, 0)
+
+
 def test_the_api_takes_several_files_in_one_request_and_answers_each_in_order(transactional_db, acme, bob):
     from tests.conftest import api
 
