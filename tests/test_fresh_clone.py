@@ -27,12 +27,14 @@ def test_a_fresh_clone_passes_the_fast_tier(tmp_path):
     env["DATABASE_URL"] = database._replace(path=f"{database.path}_clone").geturl()
     env["TEST_CACHE_DIR"] = str(CACHE)  # the random-weight checkpoint is built once, not per clone
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--fast", "-q", "-p", "no:cacheprovider"],
+        # As `make test-fast` runs it (two workers: the fast tier starts no shared stack); serial, it
+        # took 8 of its 10 minutes on a slow 2-core machine.
+        [sys.executable, "-m", "pytest", "--fast", "-n", "2", "-q", "-p", "no:cacheprovider"],
         cwd=clone,
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
         check=False,
     )
     output = result.stdout + result.stderr
