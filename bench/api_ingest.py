@@ -9,8 +9,8 @@ It also prints the worker's own embedding rate, against the model-only rate `ben
 (measured here, the same way): during the runs (claim to ready, per batch) and on a backlog (the
 worker's consumer paused while the uploads arrive, then resumed; the model alone measured just
 before and after each backlog); what each process spent in CPU per image; what an upload and the
-reference cost per image, step by step, on one thread; and the bound those steps and the model's
-forward pass set on these cores, with nothing else to do.
+reference cost per image, step by step, on one thread; and the ceiling those steps and the model's
+forward pass, as run here, set on these cores, with nothing else to do.
 `python -m bench.api_ingest [--photos 48,200] [--clients 1,4] [--repeats 3] [--quick]`"""
 
 from __future__ import annotations
@@ -262,7 +262,7 @@ def worker_backlog(base_url: str, photos: list[tuple[str, bytes]], label: str, t
 def model_only(embedder: Any) -> tuple[float, float]:
     """The image tower alone through the worker's call, as `bench.ingest` measures it, in this
     process with the stack idle: (images/s, CPU seconds per image)."""
-    cpu, calls = time.process_time(), 3
+    cpu, calls = time.process_time(), 5
     rate = worker_call_rate(embedder, embedder.batch_size, calls)
     return rate, (time.process_time() - cpu) / ((1 + calls) * embedder.batch_size)
 
@@ -517,7 +517,7 @@ def main() -> None:
     print(
         f"worker    on a backlog of {backlog} uploaded photos (its consumer paused during the uploads), embedding "
         f"from the derivatives: {backlog_rate:.2f} images/s (median of {len(backlogs)}); against the model alone "
-        f"just before and after each: {', '.join(f'{ratio:.0%}' for ratio in backlog_ratios)} (median "
+        f"just before and after each (5 batches each time): {', '.join(f'{ratio:.0%}' for ratio in backlog_ratios)} (median "
         f"{median(backlog_ratios):.0%}); CPU per image {median([c for _, c in backlogs]) * 1000:.0f} ms"
     )
     print(
@@ -541,11 +541,11 @@ def main() -> None:
             + ", ".join(f"{name} {ms:.0f}" for name, ms in pipeline.items())
             + f" = {sum(pipeline.values()):.0f}"
         )
-        cores = os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0))
         bound = cores / (model_cpu + sum(upload.values()) / 1000)
         print(
-            f"bound     what {cores} cores allow an upload path that costs only its decoding steps above and the "
-            f"model's forward pass (CPU per image {model_cpu * 1000:.0f} ms), and nothing else (no web framework, "
+            f"ceiling   of this design on {cores} cores: the upload's picture steps above and this model's forward "
+            f"pass as run here (CPU per image {model_cpu * 1000:.0f} ms), and nothing else (no web framework, "
             f"database, index, client): {bound:.2f} images/s = "
             + ", ".join(
                 f"{bound / median(rates):.1f}x the reference of {count}" for count, rates in reference_rates.items()
