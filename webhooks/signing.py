@@ -6,9 +6,9 @@ Every delivery is signed, so the secret is kept; it is kept sealed (Fernet, from
 AES with an HMAC, under a key derived from SECRET_KEY), so a copy of the database (a backup, a
 replica, a leaked dump) without that key signs nothing. It protects no more than SECRET_KEY does:
 the development default is public, and resealing changes the key, not the secret (after a key
-leak, endpoints are registered again for new secrets). After SECRET_KEY changes, secrets sealed under a key in
-SECRET_KEY_FALLBACKS are still read (and `manage.py reseal_webhook_secrets` seals them again
-under the current key, before the old one is dropped)."""
+leak, endpoints are registered again for new secrets). After SECRET_KEY changes, secrets sealed
+under a key in SECRET_KEY_FALLBACKS are still read (and `manage.py reseal_webhook_secrets` seals
+them again under the current key, before the old one is dropped)."""
 
 from __future__ import annotations
 
@@ -60,12 +60,8 @@ def unseal(sealed: str) -> str:
 
 
 def reseal(sealed: str) -> str:
-    """The same secret sealed under the current key (it must open under one of them)."""
-    try:
-        return _sealer().rotate(sealed.encode()).decode()
-    except InvalidToken:
-        unseal(sealed)  # raises SecretUnreadable with the reason
-        raise
+    """The same secret sealed under the current key; SecretUnreadable when no configured key opens it."""
+    return seal(unseal(sealed))
 
 
 def new_secret() -> str:
